@@ -1,0 +1,74 @@
+"""Topology facts and actions of a grid2op env, shared by collection, agents and evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def controllable_substations(env, min_elements: int = 4) -> list[int]:
+    """Substations with at least ``min_elements`` elements (thesis: more than 3)."""
+    return [int(s) for s in np.flatnonzero(np.asarray(env.sub_info) >= min_elements)]
+
+
+_UNITARY_CACHE: dict[tuple[type, int], tuple] = {}
+
+
+def unitary_topologies(env, sub_id: int) -> list:
+    """All unitary set-bus topology actions of one substation (grid2op's enumeration).
+
+    Cached per action-space class, so every env of the same grid shares one list.
+    """
+    if not 0 <= int(sub_id) < env.n_sub:
+        raise ValueError(f"substation {sub_id} out of range [0, {env.n_sub})")
+    key = (type(env.action_space), int(sub_id))
+    if key not in _UNITARY_CACHE:
+        space = env.action_space
+        _UNITARY_CACHE[key] = tuple(space.get_all_unitary_topologies_set(space, sub_id=int(sub_id)))
+    return list(_UNITARY_CACHE[key])
+
+
+def substation_topology(action, sub_id: int, env) -> np.ndarray:
+    """The set-bus vector an action sets on one substation's elements, shape (sub_info[sub],)."""
+    start = int(np.sum(env.sub_info[:sub_id]))
+    return np.asarray(action.set_bus[start : start + int(env.sub_info[sub_id])], dtype=np.int64)
+
+
+def line_endpoints(env) -> tuple[np.ndarray, np.ndarray]:
+    """Origin and extremity substation of every line, two int arrays of shape (n_line,)."""
+    return np.asarray(env.line_or_to_subid, dtype=int), np.asarray(env.line_ex_to_subid, dtype=int)
+
+
+def lines_of_substation(env, sub_id: int) -> np.ndarray:
+    """Indices of the lines with an end at ``sub_id``."""
+    orig, ext = line_endpoints(env)
+    return np.flatnonzero((orig == sub_id) | (ext == sub_id))
+
+
+def substation_graph(env):
+    """networkx Graph: substations as nodes, one edge per pair joined by a line (weight = count)."""
+    import networkx as nx
+
+    g = nx.Graph()
+    g.add_nodes_from(range(env.n_sub))
+    for a, b in zip(*line_endpoints(env)):
+        w = g.get_edge_data(int(a), int(b), {"weight": 0})["weight"]
+        g.add_edge(int(a), int(b), weight=w + 1)
+    return g
+
+
+def reconnectable_lines(obs) -> np.ndarray:
+    """Disconnected lines that may legally be reconnected now (no cooldown, not in maintenance)."""
+    ok = (~obs.line_status) & (obs.time_before_cooldown_line == 0)
+    maint = getattr(obs, "time_next_maintenance", None)
+    duration = getattr(obs, "duration_next_maintenance", None)
+    if maint is not None and duration is not None:
+        ok &= ~((maint == 0) & (duration > 0))
+    return np.flatnonzero(ok)
+
+
+def reconnect_action(action_space, obs):
+    """Reconnect the first legally reconnectable line, or ``None`` if there is none."""
+    lines = reconnectable_lines(obs)
+    if lines.size == 0:
+        return None
+    return action_space({"set_line_status": [(int(lines[0]), 1)]})

@@ -1,0 +1,1 @@
+"""Seeded reproduction of the thesis experiments: composes the pipeline, holds no algorithm."""

@@ -1,0 +1,1 @@
+"""Opt-in monkeypatches of grid2op behaviour (never applied at import)."""
