@@ -18,6 +18,8 @@ def atomic_path(path: str | Path, suffix: str = ""):
     os.close(fd)
     try:
         yield Path(tmp)
+        if os.path.isfile(tmp):
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; outputs are meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -142,3 +142,8 @@ def test_reconnect_action_reconnects_a_line(case5_env):
     assert list(grid.reconnectable_lines(obs)) == [5]
     obs, _, done, _ = env.step(grid.reconnect_action(env.action_space, obs))
     assert not done and obs.line_status.all()
+
+
+def test_atomic_writes_are_world_readable(tmp_path):
+    path = write_json(tmp_path / "x.json", {})
+    assert path.stat().st_mode & 0o777 == 0o644

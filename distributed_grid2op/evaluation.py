@@ -1,0 +1,603 @@
+"""Evaluate agents and baselines on the same scenarios with the same seeds; metrics as CSV.
+
+Why not grid2op's ``Runner``: it names episode folders after the chronic (two episodes of
+one chronic overwrite each other), NaN-pads its arrays, and cannot record what our agents
+decided (``agent.last_decision``) nor how long each decision took. So each episode is a
+plain loop in a worker process (its env made from a picklable `EnvSpec`, or inherited
+from the parent by fork), and writes one
+``episodes/<run>/ep<k>_<scenario>_seed<s>.npz`` (atomic; its name is unique per run and
+episode, so nothing is overwritten and an interrupted run resumes by skipping the episodes
+already on disk). Workers send back only file paths, never grid2op objects.
+
+Outputs in ``out``:
+
+- ``run_config.json``: env, thermal limit scale, seed, scenarios, episode plan, versions.
+- ``step_metrics.csv``: one row per (run, episode, step) - max rho, rho of every line,
+  overloaded lines (rho > 1), losses (sum gen_p - sum load_p, MW), the acting agent and its
+  action id, reward, line status changes, illegal/ambiguous flags, game over.
+- ``daily_summary.csv``: one row per (run, episode, day).
+- ``episode_summary.csv``: one row per (run, episode).
+- ``run_summary.csv``: one row per run (see `summarize_runs`).
+
+Step ``t`` (1-based) is the t-th ``env.step``; its row holds the observation after it.
+An episode has ``max_steps`` steps; ``survived_steps`` counts the steps completed without
+game over (the game-over step does not count), ``survived_fraction = survived_steps /
+max_steps``. Decision times are wall clock, so they are the only non-reproducible numbers
+and appear only in ``episode_summary.csv``, ``run_summary.csv`` and the ``.npz`` files.
+
+Score (L2RPN-2020 style, survival as the cost): per episode with ``T`` steps, agent
+survival ``s`` and reference survival ``r`` on the same scenario and seed::
+
+    score = 100 * (s - r) / (T - r)   if s >= r and T > r     (reference 0, full survival 100)
+    score = 0                         if s >= r and T == r
+    score = -100 * (r - s) / r        if s < r                (survive nothing -100)
+
+``score`` uses do-nothing as the reference, ``score_vs_reconnect`` the reconnect baseline;
+a run's score is the mean over its episodes (NaN when the reference was not run).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from multiprocessing import get_all_start_methods, get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from distributed_grid2op.baselines import BASELINES, DANGER, make_baseline
+from distributed_grid2op.envs import EnvSpec, env_metadata, quiet_grid2op
+from distributed_grid2op.errors import UserError
+from distributed_grid2op.io import atomic_path, ensure_writable_dir, write_json
+from distributed_grid2op.seeding import child_seeds
+from distributed_grid2op.splits import scenario_names, split_scenarios
+
+FORMAT = 1
+OVERFLOW = 1.0
+EPISODES_DIR = "episodes"
+STEP_COLUMNS = [
+    "run", "episode", "scenario", "scenario_name", "seed", "max_steps", "step", "day",
+    "datetime", "max_rho", "n_overloaded", "losses_mw", "agent", "action_id", "substation",
+    "reward", "line_status_changes", "illegal", "ambiguous", "game_over",
+]  # fmt: skip
+DAILY_COLUMNS = [
+    "run", "episode", "scenario", "scenario_name", "seed", "day", "steps", "max_max_rho",
+    "mean_max_rho", "danger_steps", "overload_steps", "decisions", "actions",
+    "losses_mean_mw", "losses_mwh",
+]  # fmt: skip
+EPISODE_COLUMNS = [
+    "run", "episode", "scenario", "scenario_name", "seed", "max_steps", "survived_steps",
+    "survived_fraction", "completed", "safe_steps", "total_reward", "decisions", "actions",
+    "illegal_actions", "game_over_cause", "decision_ms_mean", "decision_ms_per_decision",
+]  # fmt: skip
+RUN_COLUMNS = [
+    "run", "episodes", "survived_steps_mean", "survived_steps_std", "survived_fraction_mean",
+    "survived_fraction_std", "completed_fraction", "safe_steps_mean", "total_reward_mean",
+    "decisions_mean", "actions_mean", "illegal_actions", "score", "score_vs_reconnect",
+    "decision_ms_mean", "decision_ms_per_decision", "game_over_causes",
+]  # fmt: skip
+TIMING_COLUMNS = ("decision_ms_mean", "decision_ms_per_decision")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One thing to evaluate: a baseline by name or a trained agent's directory."""
+
+    name: str
+    kind: str  # "baseline" or "agent"
+    source: str  # baseline name or checkpoint directory
+
+
+@dataclass(frozen=True)
+class EpisodeTask:
+    """Everything a worker needs to play one episode of one run (picklable)."""
+
+    run: RunSpec
+    env_spec: EnvSpec
+    episode: int
+    scenario: int
+    scenario_name: str
+    seed: int
+    path: str
+    max_steps: int | None = None
+    danger: float = DANGER
+
+
+# ---------------------------------------------------------------------------- plan
+
+
+def plan_episodes(
+    env, split: str = "all", episodes: int | None = None, seed: int = 0
+) -> list[dict]:
+    """The (episode, scenario, seed) list every run plays: the split's scenarios, cycled.
+
+    Episode ``k`` plays scenario ``ids[k % len(ids)]`` with seed ``child_seeds(seed, n)[k]``.
+    """
+    ids = split_scenarios(env, split)
+    names = scenario_names(env)
+    n = len(ids) if episodes is None else int(episodes)
+    if n <= 0:
+        raise UserError(f"--episodes must be positive, got {n}")
+    seeds = child_seeds(seed, n)
+    return [
+        {
+            "episode": k,
+            "scenario": ids[k % len(ids)],
+            "scenario_name": names[ids[k % len(ids)]],
+            "seed": seeds[k],
+        }
+        for k in range(n)
+    ]
+
+
+def default_split(env) -> str:
+    """``test`` for env folders that carry a ``splits.json`` (generated scenarios), else ``all``."""
+    return "test" if (Path(env.get_path_env()) / "splits.json").is_file() else "all"
+
+
+def run_specs(baselines=(), agents=()) -> list[RunSpec]:
+    """Validate baseline names and agent directories into unique run names."""
+    runs: list[RunSpec] = []
+    for name in baselines:
+        if name not in BASELINES:
+            raise UserError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+        if all(r.name != name for r in runs):
+            runs.append(RunSpec(name, "baseline", name))
+    for path in agents:
+        p = Path(path)
+        if not p.is_dir():
+            raise UserError(f"agent directory {path} does not exist")
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", p.resolve().name) or "agent"
+        name, i = base, 2
+        while any(r.name == name for r in runs):
+            name, i = f"{base}-{i}", i + 1
+        runs.append(RunSpec(name, "agent", str(p.resolve())))
+    if not runs:
+        raise UserError("nothing to evaluate: give --agents and/or --baselines")
+    return runs
+
+
+# ---------------------------------------------------------------------------- worker
+
+_ENVS: dict[str, object] = {}
+
+
+def _worker_env(spec: EnvSpec):
+    """One env per spec per process (making one costs ~1 s); reset reseeds it per episode."""
+    key = repr(spec)
+    if key not in _ENVS:
+        _ENVS[key] = spec.make()
+    return _ENVS[key]
+
+
+_AGENTS: dict[tuple, object] = {}
+
+
+def _worker_agent(run: RunSpec, spec: EnvSpec, danger: float):
+    """One agent per run per process (loading a checkpoint can take seconds); ``reset(obs)``
+    starts each episode, as for any grid2op agent."""
+    key = (run, repr(spec), float(danger))
+    if key not in _AGENTS:
+        _AGENTS[key] = make_agent(run, _worker_env(spec), danger)
+    return _AGENTS[key]
+
+
+def make_agent(run: RunSpec, env, danger: float = DANGER):
+    """A fresh agent for ``run`` (baselines here, checkpoints via `agents.load_agent`)."""
+    if run.kind == "baseline":
+        return make_baseline(run.source, env, danger=danger)
+    try:
+        from distributed_grid2op.agents import load_agent
+    except ImportError as exc:  # the agents module is optional for baseline-only runs
+        raise UserError(f"cannot load agent {run.source}: {exc}") from exc
+    return load_agent(run.source, env)
+
+
+def _fatal(exceptions) -> list:
+    from grid2op.Exceptions import AmbiguousAction, IllegalAction
+
+    return [e for e in exceptions if not isinstance(e, IllegalAction | AmbiguousAction)]
+
+
+def _timestamp(obs) -> dt.datetime:
+    return dt.datetime(
+        int(obs.year), int(obs.month), int(obs.day), int(obs.hour_of_day), int(obs.minute_of_hour)
+    )
+
+
+def play_episode(task: EpisodeTask) -> str:
+    """Play one episode and write its ``.npz`` (atomically); return the path.
+
+    Arrays (``T`` = steps played, ``L`` = lines): ``rho``/``line_status`` (T, L) after each
+    step (NaN / False on the game-over step), ``topo`` (T, n_elements), ``rho0``/
+    ``line_status0``/``topo0`` before the first step, and per step ``reward``, ``illegal``,
+    ``ambiguous``, ``agent``, ``action_id``, ``substation``, ``decision_ms``, ``losses_mw``,
+    ``minutes`` (since the start), ``datetime``.
+    """
+    with quiet_grid2op():
+        env = _worker_env(task.env_spec)
+        options = {"time serie id": int(task.scenario)}
+        if task.max_steps:
+            options["max step"] = int(task.max_steps)
+        obs = env.reset(seed=int(task.seed), options=options)
+        agent = _worker_agent(task.run, task.env_spec, task.danger)
+        seed_agent = getattr(agent, "seed", None)
+        if callable(seed_agent):  # BaseAgent.seed seeds the agent's action space
+            seed_agent(int(task.seed))
+        agent.reset(obs)
+        max_steps = int(obs.max_step)
+        start = last = _timestamp(obs)
+        step_delta = dt.timedelta(seconds=float(env.delta_time_seconds))
+        init = (obs.rho.astype(np.float32), obs.line_status.copy(), obs.topo_vect.astype(np.int8))
+        rows: dict[str, list] = {k: [] for k in (
+            "rho", "line_status", "topo", "reward", "illegal", "ambiguous", "agent", "action_id",
+            "substation", "decision_ms", "losses_mw", "minutes", "datetime")}  # fmt: skip
+        reward, done, cause = float(env.reward_range[0]), False, ""
+        while not done:
+            t0 = time.perf_counter()
+            action = agent.act(obs, reward, done)
+            ms = (time.perf_counter() - t0) * 1e3
+            decision = dict(getattr(agent, "last_decision", None) or {})
+            obs, reward, done, info = env.step(action)
+            fatal = _fatal(info.get("exception") or []) if done else []
+            if fatal:
+                cause = type(fatal[0]).__name__
+                rows["rho"].append(np.full(env.n_line, np.nan, np.float32))
+                rows["line_status"].append(np.zeros(env.n_line, bool))
+                rows["topo"].append(np.full(env.dim_topo, -1, np.int8))
+                rows["losses_mw"].append(np.nan)
+            else:
+                rows["rho"].append(obs.rho.astype(np.float32))
+                rows["line_status"].append(obs.line_status.copy())
+                rows["topo"].append(obs.topo_vect.astype(np.int8))
+                rows["losses_mw"].append(float(np.sum(obs.gen_p) - np.sum(obs.load_p)))
+            # a game-over observation carries no date: one step after the previous one
+            stamp = last + step_delta if fatal else _timestamp(obs)
+            last = stamp
+            rows["minutes"].append(int((stamp - start).total_seconds() // 60))
+            rows["datetime"].append(stamp.isoformat(sep=" ", timespec="minutes"))
+            rows["reward"].append(float(reward))
+            rows["illegal"].append(bool(info.get("is_illegal", False)))
+            rows["ambiguous"].append(bool(info.get("is_ambiguous", False)))
+            rows["agent"].append(str(decision.get("agent", "")))
+            rows["action_id"].append(int(decision.get("action_id", -1)))
+            rows["substation"].append(int(decision.get("substation", -1)))
+            rows["decision_ms"].append(ms)
+        steps = len(rows["reward"])
+        survived = steps - 1 if cause else steps
+    arrays = {k: np.asarray(v) for k, v in rows.items()}
+    arrays["agent"] = np.asarray(rows["agent"], dtype=str)
+    arrays["datetime"] = np.asarray(rows["datetime"], dtype=str)
+    arrays["rho0"], arrays["line_status0"], arrays["topo0"] = init
+    meta = {
+        "run": task.run.name, "episode": task.episode, "scenario": task.scenario,
+        "scenario_name": task.scenario_name, "seed": task.seed, "max_steps": max_steps,
+        "survived_steps": survived, "game_over_cause": cause, "start": start.isoformat(),
+    }  # fmt: skip
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    with atomic_path(task.path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    return task.path
+
+
+def load_episode(path: str | Path) -> dict:
+    """The arrays of one episode file, with ``meta`` decoded to a dict."""
+    with np.load(path, allow_pickle=False) as data:
+        out = {k: data[k] for k in data.files}
+    out["meta"] = json.loads(str(out["meta"]))
+    return out
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def episode_steps(ep: dict, n_line: int | None = None) -> pd.DataFrame:
+    """``step_metrics`` rows of one episode (see module docstring for the columns)."""
+    m = ep["meta"]
+    rho = np.asarray(ep["rho"], dtype=float)
+    steps = rho.shape[0]
+    prev = (
+        np.vstack([ep["line_status0"][None, :], ep["line_status"][:-1]])
+        if steps
+        else ep["line_status"]
+    )
+    changes = np.sum(ep["line_status"] != prev, axis=1)
+    game_over = np.zeros(steps, dtype=bool)
+    if m["game_over_cause"]:
+        game_over[-1] = True
+        changes[-1] = 0
+    max_rho = np.max(rho, axis=1) if rho.shape[1] else np.full(steps, np.nan)  # NaN on game over
+    overloaded = np.sum(rho > OVERFLOW, axis=1)
+    day = np.asarray(ep["minutes"], dtype=int) // 1440
+    df = pd.DataFrame(
+        {
+            "run": m["run"],
+            "episode": m["episode"],
+            "scenario": m["scenario"],
+            "scenario_name": m["scenario_name"],
+            "seed": m["seed"],
+            "max_steps": m["max_steps"],
+            "step": np.arange(1, steps + 1),
+            "day": day,
+            "datetime": ep["datetime"],
+            "max_rho": max_rho,
+            "n_overloaded": overloaded,
+            "losses_mw": ep["losses_mw"],
+            "agent": ep["agent"],
+            "action_id": ep["action_id"],
+            "substation": ep["substation"],
+            "reward": ep["reward"],
+            "line_status_changes": changes,
+            "illegal": ep["illegal"].astype(int),
+            "ambiguous": ep["ambiguous"].astype(int),
+            "game_over": game_over.astype(int),
+        }  # fmt: skip
+    )
+    n_line = rho.shape[1] if n_line is None else n_line
+    rho_cols = pd.DataFrame(rho, columns=[f"rho_{i}" for i in range(n_line)])
+    return pd.concat([df, rho_cols], axis=1)
+
+
+def daily_summary(
+    steps: pd.DataFrame, danger: float = DANGER, step_minutes: float = 5.0
+) -> pd.DataFrame:
+    """Per (run, episode, day): max and mean of max rho, danger/overload steps, actions, losses.
+
+    ``danger_steps``: steps with max rho >= ``danger``; ``overload_steps``: with a line
+    above rho 1; ``decisions``: steps where an agent decided; ``actions``: decisions with an
+    action (``action_id >= 0``); ``losses_mwh``: losses integrated over ``step_minutes``.
+    """
+    keys = ["run", "episode", "scenario", "scenario_name", "seed", "day"]
+    s = steps.assign(
+        _danger=(steps["max_rho"] >= danger).astype(int),
+        _over=(steps["n_overloaded"] > 0).astype(int),
+        _dec=(steps["agent"].fillna("").astype(str) != "").astype(int),
+        _act=(steps["action_id"] >= 0).astype(int),
+    )
+    g = s.groupby(keys, sort=False)
+    out = pd.DataFrame(
+        {
+            "steps": g["step"].count(),
+            "max_max_rho": g["max_rho"].max(),
+            "mean_max_rho": g["max_rho"].mean(),
+            "danger_steps": g["_danger"].sum(),
+            "overload_steps": g["_over"].sum(),
+            "decisions": g["_dec"].sum(),
+            "actions": g["_act"].sum(),
+            "losses_mean_mw": g["losses_mw"].mean(),
+            "losses_mwh": g["losses_mw"].sum() * step_minutes / 60.0,
+        }
+    ).reset_index()
+    return out[DAILY_COLUMNS]
+
+
+def episode_summary(ep: dict, danger: float = DANGER) -> dict:
+    """Survival, safety and cost of one episode (one ``episode_summary.csv`` row)."""
+    m = ep["meta"]
+    survived = int(m["survived_steps"])
+    rho = np.asarray(ep["rho"], dtype=float)[:survived]
+    in_danger = np.flatnonzero(np.max(rho, axis=1) >= danger) if survived else np.array([], int)
+    decided = np.asarray(ep["agent"]) != ""
+    ms = np.asarray(ep["decision_ms"], dtype=float)
+    return {
+        "run": m["run"], "episode": m["episode"], "scenario": m["scenario"],
+        "scenario_name": m["scenario_name"], "seed": m["seed"], "max_steps": m["max_steps"],
+        "survived_steps": survived, "survived_fraction": survived / m["max_steps"],
+        "completed": int(survived == m["max_steps"]),
+        "safe_steps": int(in_danger[0]) if in_danger.size else survived,
+        "total_reward": float(np.sum(ep["reward"])), "decisions": int(decided.sum()),
+        "actions": int(np.sum(np.asarray(ep["action_id"]) >= 0)),
+        "illegal_actions": int(np.sum(ep["illegal"])), "game_over_cause": m["game_over_cause"],
+        "decision_ms_mean": float(ms.mean()) if ms.size else float("nan"),
+        "decision_ms_per_decision": float(ms[decided].mean()) if decided.any() else float("nan"),
+    }  # fmt: skip
+
+
+def l2rpn_score(survived, reference, max_steps) -> np.ndarray:
+    """Per-episode L2RPN-2020-style score (formula in the module docstring), in [-100, 100]."""
+    s, r, t = (np.asarray(x, dtype=float) for x in (survived, reference, max_steps))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        up = np.where(t > r, 100.0 * (s - r) / (t - r), 0.0)
+        down = np.where(r > 0, -100.0 * (r - s) / r, 0.0)
+    return np.where(s >= r, up, down)
+
+
+def _score(episodes: pd.DataFrame, run: str, reference: str) -> float:
+    ref = episodes[episodes["run"] == reference].set_index("episode")["survived_steps"]
+    mine = episodes[episodes["run"] == run].set_index("episode")
+    if ref.empty or not mine.index.isin(ref.index).all():
+        return float("nan")
+    return float(
+        np.mean(l2rpn_score(mine["survived_steps"], ref.loc[mine.index], mine["max_steps"]))
+    )
+
+
+def summarize_runs(episodes: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: means and (population) stds over episodes, scores, game-over causes."""
+    rows = []
+    for run, e in episodes.groupby("run", sort=False):
+        causes = e.loc[e["game_over_cause"].fillna("") != "", "game_over_cause"].value_counts()
+        rows.append(
+            {
+                "run": run,
+                "episodes": len(e),
+                "survived_steps_mean": e["survived_steps"].mean(),
+                "survived_steps_std": e["survived_steps"].std(ddof=0),
+                "survived_fraction_mean": e["survived_fraction"].mean(),
+                "survived_fraction_std": e["survived_fraction"].std(ddof=0),
+                "completed_fraction": e["completed"].mean(),
+                "safe_steps_mean": e["safe_steps"].mean(),
+                "total_reward_mean": e["total_reward"].mean(),
+                "decisions_mean": e["decisions"].mean(),
+                "actions_mean": e["actions"].mean(),
+                "illegal_actions": int(e["illegal_actions"].sum()),
+                "score": _score(episodes, run, "do-nothing"),
+                "score_vs_reconnect": _score(episodes, run, "reconnect"),
+                "decision_ms_mean": _weighted_ms(e, "decision_ms_mean", "survived_steps"),
+                "decision_ms_per_decision": _weighted_ms(
+                    e, "decision_ms_per_decision", "decisions"
+                ),
+                "game_over_causes": ";".join(f"{k}:{v}" for k, v in sorted(causes.items())),
+            }  # fmt: skip
+        )
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def _weighted_ms(e: pd.DataFrame, col: str, weight: str) -> float:
+    w = e[weight].to_numpy(float) + (1.0 if weight == "survived_steps" else 0.0)
+    v = e[col].to_numpy(float)
+    ok = np.isfinite(v) & (w > 0)
+    return float(np.sum(v[ok] * w[ok]) / np.sum(w[ok])) if ok.any() else float("nan")
+
+
+# ---------------------------------------------------------------------------- driver
+
+
+@dataclass
+class EvaluationResult:
+    """The tables written to ``out`` (pandas DataFrames)."""
+
+    out: Path
+    steps: pd.DataFrame
+    daily: pd.DataFrame
+    episodes: pd.DataFrame
+    runs: pd.DataFrame
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path, suffix=".csv") as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def _check_config(path: Path, config: dict) -> None:
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"{path}: malformed ({exc.msg}); remove it or choose another --out"
+        ) from exc
+    keys = ("env", "thermal_limit_scale", "seed", "scenarios", "plan", "max_steps", "danger")
+    diff = [k for k in keys if old.get(k) != config.get(k)]
+    if diff:
+        raise UserError(
+            f"{path.parent} holds an evaluation with other settings ({', '.join(diff)}); "
+            "choose another --out or rerun with the same options to resume"
+        )
+
+
+def evaluate(
+    runs: list[RunSpec],
+    env_spec: EnvSpec,
+    out: str | Path,
+    *,
+    scenarios: str | None = None,
+    episodes: int | None = None,
+    seed: int = 0,
+    max_steps: int | None = None,
+    danger: float = DANGER,
+    workers: int = 1,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Play every run on the same (scenario, seed) plan and write the CSVs to ``out``.
+
+    Episodes already on disk (same settings, see ``run_config.json``) are reused, so an
+    interrupted evaluation resumes where it stopped.
+    """
+    import grid2op
+
+    out = ensure_writable_dir(out)
+    with quiet_grid2op():
+        env = _worker_env(env_spec)
+        split = scenarios or default_split(env)
+        plan = plan_episodes(env, split, episodes, seed)
+        for run in runs:  # fail fast (exit 2) on a bad checkpoint, before any worker starts
+            _worker_agent(run, env_spec, danger)
+        n_line, meta = int(env.n_line), env_metadata(env)
+    config = {
+        "format": FORMAT, "env": env_spec.name, "env_path": meta.get("env_path"),
+        "backend": env_spec.backend, "thermal_limit_scale": env_spec.thermal_limit_scale,
+        "seed": int(seed), "scenarios": split, "episodes": len(plan), "max_steps": max_steps,
+        "danger": float(danger), "runs": [asdict(r) for r in runs], "plan": plan,
+        "grid2op_version": grid2op.__version__,
+    }  # fmt: skip
+    _check_config(out / "run_config.json", config)
+    write_json(out / "run_config.json", config)
+
+    tasks = []
+    for run in runs:
+        for p in plan:
+            path = (
+                out
+                / EPISODES_DIR
+                / run.name
+                / f"ep{p['episode']:04d}_{p['scenario_name']}_seed{p['seed']}.npz"
+            )
+            tasks.append(EpisodeTask(run, env_spec, p["episode"], p["scenario"], p["scenario_name"], p["seed"],
+                                     str(path), max_steps, float(danger)))  # fmt: skip
+    todo = [t for t in tasks if not Path(t.path).is_file()]
+    _play_all(todo, workers, progress)
+
+    loaded = [load_episode(t.path) for t in tasks]
+    steps = pd.concat([episode_steps(ep, n_line) for ep in loaded], ignore_index=True)
+    daily = daily_summary(steps, danger)
+    ep_table = pd.DataFrame([episode_summary(ep, danger) for ep in loaded], columns=EPISODE_COLUMNS)
+    summary = summarize_runs(ep_table)
+    _write_csv(steps, out / "step_metrics.csv")
+    _write_csv(daily, out / "daily_summary.csv")
+    _write_csv(ep_table, out / "episode_summary.csv")
+    _write_csv(summary, out / "run_summary.csv")
+    return EvaluationResult(out, steps, daily, ep_table, summary)
+
+
+def _play_all(tasks: list[EpisodeTask], workers: int, progress: bool) -> None:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(tasks), desc="episodes", unit="ep", disable=not progress or not tasks)
+    try:
+        if workers <= 1 or len(tasks) <= 1:
+            for t in tasks:
+                play_episode(t)
+                bar.update()
+            return
+        # fork: no re-import, works from scripts without a __main__ guard, and every worker
+        # starts with a copy of the env and agents the parent already made (episodes reset
+        # them with their own seed, so results do not depend on which worker plays what)
+        method = "fork" if "fork" in get_all_start_methods() else "spawn"
+        with ProcessPoolExecutor(min(workers, len(tasks)), get_context(method)) as pool:
+            futures = [pool.submit(play_episode, t) for t in tasks]
+            for f in as_completed(futures):
+                f.result()
+                bar.update()
+    finally:
+        bar.close()
+
+
+def format_summary(runs: pd.DataFrame) -> str:
+    """The run summary as a fixed-width text table (what the CLI prints)."""
+    cols = {
+        "run": "run", "episodes": "eps", "survived_fraction_mean": "survived",
+        "survived_fraction_std": "+-", "completed_fraction": "completed",
+        "safe_steps_mean": "safe_steps", "decisions_mean": "decisions",
+        "decision_ms_per_decision": "ms/decision", "score": "score",
+        "score_vs_reconnect": "score_vs_rc", "game_over_causes": "game_overs",
+    }  # fmt: skip
+    t = runs[list(cols)].rename(columns=cols)
+    return t.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-")
+
+
+def default_workers(n_tasks: int) -> int:
+    """CPUs available to this process, capped by the number of episodes."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, n_tasks))
