@@ -1,0 +1,359 @@
+"""`generate`: fit a model on a source env and write ``n`` new scenarios as a grid2op env folder.
+
+Scenario ``i`` is drawn from ``SeedSequence(seed, spawn_key=(i, attempt))``: it does not
+depend on ``n``, on the number of workers or on which run wrote it, so an interrupted run
+resumed later (or a run extended to more scenarios) gives the same files as one clean run.
+Every scenario is checked with lightsim2grid before it is written (AC power flows of all its
+steps with the grid as is); one whose first power flow diverges is redrawn (next attempt).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_all_start_methods, get_context
+from pathlib import Path
+
+import numpy as np
+
+from distributed_grid2op.envs import make_env, quiet_grid2op, resolve_env
+from distributed_grid2op.errors import UserError
+from distributed_grid2op.io import ensure_writable_dir, write_json
+from distributed_grid2op.scenarios import writer
+from distributed_grid2op.scenarios.data import env_is_inside_site_packages, read_source
+from distributed_grid2op.scenarios.model import InjectionModel
+from distributed_grid2op.scenarios.validate import converged_steps_mask
+from distributed_grid2op.splits import DEFAULT_FRACTIONS, draw_splits, write_splits
+
+FORMAT_VERSION = 1
+METADATA = "generation.json"
+CHECK_FILE = "check.json"
+
+
+def _check_args(n_scenarios, n_steps, seed, workers, max_attempts, fmt):
+    for label, value, low in (
+        ("n_scenarios", n_scenarios, 1),
+        ("n_steps", n_steps, 2),
+        ("workers", workers, 1),
+        ("max_attempts", max_attempts, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise UserError(f"{label} must be an integer >= {low}, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"seed must be a non-negative integer, got {seed!r}")
+    if fmt not in writer.FORMATS:
+        raise UserError(
+            f"unknown chronics format {fmt!r}; choose one of {', '.join(writer.FORMATS)}"
+        )
+
+
+class _Worker:
+    """Per-process state: the fitted model and a lightsim2grid batch power-flow solver."""
+
+    def __init__(self, model: InjectionModel, source: str, settings: dict, chronics_dir: str):
+        self.model, self.source, self.settings = model, source, settings
+        self.chronics_dir = Path(chronics_dir)
+        self._ts = None
+        from threadpoolctl import threadpool_limits
+
+        self._blas = threadpool_limits(
+            1
+        )  # small matrices: BLAS threads only oversubscribe the cores
+
+    def _solver(self):
+        if self._ts is None:
+            from lightsim2grid import TimeSerie
+
+            with quiet_grid2op():
+                env = make_env(self.source)
+                env.reset()
+                self._ts = TimeSerie(env)
+                self._limits = np.asarray(env.get_thermal_limit(), dtype=float)
+                env.close()
+        return self._ts
+
+    def power_flows(self, arrays) -> tuple[int, float]:
+        """(steps converged before the first divergence, fraction of steps with a line over its limit)."""
+        ts = self._solver()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ts.clear()  # the batch size is fixed by the first call otherwise
+            ts.compute_V_from_inj(
+                arrays["prod_p"], arrays["load_p"], arrays["load_q"], ignore_errors=True
+            )
+        mask = converged_steps_mask(ts)
+        converged = int(np.argmin(mask)) if not mask.all() else len(mask)
+        overload = 0.0
+        if converged == len(mask):
+            amps = ts.compute_A()
+            overload = float(np.mean((amps / self._limits).max(1) > 1.0))
+        return converged, overload
+
+    def make(self, index: int) -> dict:
+        """Draw scenario ``index`` (redrawing while its first power flow diverges) and write it."""
+        s = self.settings
+        name = f"{index:0{s['name_width']}d}"
+        for attempt in range(s["max_attempts"]):
+            rng = np.random.default_rng(
+                np.random.SeedSequence(s["seed"], spawn_key=(index, attempt))
+            )
+            arrays = self.model.sample(s["n_steps"], rng)
+            converged, overload = self.power_flows(arrays)
+            if converged > 0:
+                break
+        else:
+            raise RuntimeError(
+                f"scenario {name}: the first power flow diverged in {s['max_attempts']} draws; "
+                "the fitted model does not suit this grid"
+            )
+        info = {
+            "index": index,
+            "attempts": attempt + 1,
+            "start": arrays["start"].strftime("%Y-%m-%d %H:%M"),
+            "converged_steps": converged,
+            "n_steps": s["n_steps"],
+            "overload_step_fraction": overload,
+        }
+        folder = writer.write_scenario(
+            self.chronics_dir,
+            name,
+            arrays,
+            self.model.load_names_,
+            self.model.gen_names_,
+            self.model.interval_,
+            fmt=s["format"],
+            decimals=s["decimals"],
+            extra={CHECK_FILE: json.dumps(info) + "\n"},
+        )
+        return {"name": folder.name, **info}
+
+
+_STATE: dict = {}
+
+
+def _init(model, source, settings, chronics_dir):
+    _STATE["worker"] = _Worker(model, source, settings, chronics_dir)
+
+
+def _run(indices):
+    return [_STATE["worker"].make(i) for i in indices]
+
+
+def _progress(total, enabled, desc):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="scenario")
+
+
+def _settings_mismatch(old: dict, new: dict) -> list[str]:
+    return [k for k in new if k in old and old[k] != new[k]]
+
+
+def generate(
+    source,
+    out_dir,
+    n_scenarios: int,
+    n_steps: int,
+    seed: int = 0,
+    *,
+    workers: int = 1,
+    validate: bool = True,
+    thermal_limit_scale: float = 1.0,
+    splits=DEFAULT_FRACTIONS,
+    fmt: str = "csv",
+    decimals: int = 1,
+    n_replay: int = 20,
+    max_source_chronics: int | None = None,
+    max_attempts: int = 5,
+    progress: bool = True,
+    model_params: dict | None = None,
+) -> Path:
+    """Fit `InjectionModel` on ``source`` and write ``n_scenarios`` chronics of ``n_steps`` rows.
+
+    Args:
+        source: bundled test env name or grid2op env folder.
+        out_dir: the new env folder (created; rerunning with the same settings resumes).
+        n_scenarios, n_steps: scenarios and rows per scenario (5-min steps for case14).
+        seed: the generated set is a function of (source, seed, settings) only.
+        workers: processes (sampling, checking and writing are parallel per scenario).
+        validate: replay do-nothing and write ``validation/report.md`` (see `validate_env`).
+        thermal_limit_scale: thermal limit scale of the validation replay (recorded).
+        splits: train/val/test fractions written to ``splits.json``.
+        fmt: ``"csv"`` (plain, fastest to write and for grid2op to read) or ``"bz2"`` (like
+            grid2op's own data: ~4x smaller, ~2x slower to generate).
+        decimals: decimals written (the source has 1).
+        n_replay: generated scenarios replayed with do-nothing in the validation.
+        max_source_chronics: fit on the first chronics only (large downloaded datasets).
+        max_attempts: draws per scenario before giving up on a diverging first power flow.
+        progress: show tqdm progress bars.
+        model_params: keyword arguments of `InjectionModel`.
+
+    Returns:
+        ``out_dir`` as a Path; ``distributed_grid2op.envs.make_env(out_dir)`` loads it.
+    """
+    _check_args(n_scenarios, n_steps, seed, workers, max_attempts, fmt)
+    draw_splits(
+        [str(i) for i in range(min(n_scenarios, 10))], splits, seed
+    )  # bad fractions fail now
+    scale = float(thermal_limit_scale)
+    if not (math.isfinite(scale) and scale > 0):
+        raise UserError(
+            f"thermal_limit_scale must be a finite number > 0, got {thermal_limit_scale}"
+        )
+    if isinstance(n_replay, bool) or not isinstance(n_replay, (int, np.integer)) or n_replay < 0:
+        raise UserError(f"n_replay must be an integer >= 0, got {n_replay!r}")
+    target, bundled = resolve_env(source)
+    out = Path(out_dir).expanduser()
+    if env_is_inside_site_packages(out):
+        raise UserError(f"refusing to write into an installed package tree: {out}")
+    if not bundled and (out.resolve() == Path(target) or Path(target) in out.resolve().parents):
+        raise UserError(f"out_dir {out} must not be the source env folder or inside it")
+    ensure_writable_dir(out)
+    model_params = dict(model_params or {})
+    settings = {
+        "format_version": FORMAT_VERSION,
+        "source": os.fspath(source),
+        "seed": int(seed),
+        "n_steps": int(n_steps),
+        "format": fmt,
+        "decimals": int(decimals),
+        "max_source_chronics": max_source_chronics,
+        "max_attempts": int(max_attempts),
+        "model_params": model_params,
+    }
+    meta_path = out / METADATA
+    old = {}
+    if meta_path.is_file():
+        try:
+            old = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{meta_path}: malformed ({exc}); use a new out_dir") from exc
+        diff = _settings_mismatch(old.get("settings", {}), settings)
+        if diff:
+            raise UserError(
+                f"{out} holds scenarios generated with other settings ({', '.join(diff)}); use a new out_dir"
+            )
+    elif (out / "chronics").is_dir() and any(
+        p for p in (out / "chronics").iterdir() if not p.name.startswith(".")
+    ):
+        raise UserError(f"{out} already has chronics but no {METADATA}; use a new out_dir")
+    chronics = out / "chronics"
+    existing = (
+        sorted(p.name for p in chronics.iterdir() if not p.name.startswith("."))
+        if chronics.is_dir()
+        else []
+    )
+    if len(existing) > n_scenarios:
+        raise UserError(
+            f"{out} already holds {len(existing)} scenarios > n_scenarios={n_scenarios}; use a new out_dir"
+        )
+    width = int(old.get("name_width", max(4, len(str(n_scenarios - 1)))))
+    settings["name_width"] = width
+
+    with quiet_grid2op():
+        env = make_env(source)
+        data = read_source(env, os.fspath(source), max_source_chronics)
+        env.close()
+    model = InjectionModel(**model_params).fit(data)
+    import grid2op
+    import lightsim2grid
+
+    meta = {
+        "settings": settings,
+        "name_width": width,
+        "status": "incomplete",
+        "source_path": str(data.env_path),
+        "source_chronics": data.chronic_names,
+        "n_scenarios": int(n_scenarios),
+        "model": model.summary(),
+        "versions": {
+            "grid2op": grid2op.__version__,
+            "lightsim2grid": lightsim2grid.__version__,
+            "numpy": np.__version__,
+        },
+    }
+    write_json(meta_path, meta)
+    writer.copy_env_files(data.env_path, out)
+    chronics.mkdir(exist_ok=True)
+    writer.clean_partial(chronics)
+
+    names = writer.scenario_names(n_scenarios, width)
+    todo = [
+        i
+        for i, name in enumerate(names)
+        if not writer.is_complete(chronics / name, fmt, CHECK_FILE)
+    ]
+    for i in todo:  # a damaged scenario folder (not one of ours once renamed) is rewritten
+        if (chronics / names[i]).exists():
+            shutil.rmtree(chronics / names[i])
+    _make_all(model, os.fspath(source), settings, chronics, todo, workers, progress)
+
+    checks = [json.loads((chronics / name / CHECK_FILE).read_text()) for name in names]
+    write_splits(out, names, splits, seed)
+    meta.update(
+        status="complete",
+        scenarios={
+            "written_this_run": len(todo),
+            "kept_from_earlier_runs": n_scenarios - len(todo),
+            "redrawn": int(sum(c["attempts"] > 1 for c in checks)),
+            "all_steps_converge": int(sum(c["converged_steps"] == c["n_steps"] for c in checks)),
+            "mean_overload_step_fraction": float(
+                np.mean([c["overload_step_fraction"] for c in checks])
+            ),
+        },
+        splits=list(map(float, splits)),
+    )
+    write_json(meta_path, meta)
+    if validate:
+        from distributed_grid2op.scenarios.validate import validate_env
+
+        report = validate_env(
+            out,
+            data,
+            n_replay=n_replay,
+            thermal_limit_scales=(thermal_limit_scale,),
+            workers=workers,
+            progress=progress,
+        )
+        meta["validation"] = report
+        write_json(meta_path, meta)
+    return out
+
+
+def _make_all(model, source, settings, chronics, todo, workers, progress):
+    if not todo:
+        return
+    bar = _progress(len(todo), progress, "scenarios")
+    try:
+        if workers == 1 or len(todo) == 1:
+            worker = _Worker(model, source, settings, os.fspath(chronics))
+            try:
+                for i in todo:
+                    worker.make(i)
+                    bar.update(1)
+            finally:
+                worker._blas.restore_original_limits()  # the caller's process keeps its BLAS threads
+            return
+        size = max(1, min(25, math.ceil(len(todo) / (workers * 4))))
+        chunks = [todo[k : k + size] for k in range(0, len(todo), size)]
+        method = "fork" if "fork" in get_all_start_methods() else "spawn"
+        with ProcessPoolExecutor(
+            workers,
+            mp_context=get_context(method),
+            initializer=_init,
+            initargs=(model, source, settings, os.fspath(chronics)),
+        ) as pool:
+            futures = [pool.submit(_run, c) for c in chunks]
+            try:
+                for fut in as_completed(futures):
+                    bar.update(len(fut.result()))
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+    finally:
+        bar.close()
