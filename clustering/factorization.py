@@ -1,0 +1,358 @@
+"""Turn an MI matrix (rows: next-state variables, columns: inputs) into independent blocks.
+
+Methods of `block_diagonalize` (see docs/methods.md for when each is right):
+
+- ``"components"`` (thesis): binarize each column at its own quantile (entries strictly above
+  it), then the blocks are the connected components of the bipartite row/column graph.
+- ``"threshold"``: the same with one threshold for the whole matrix (a number, or an array
+  broadcast to the matrix, e.g. the permutation null's upper quantile).
+- ``"auto-threshold"``: scan thresholds (per-column quantiles or global values) and keep the
+  components partition with the highest weighted bipartite modularity (Barber 2007) of the
+  clipped matrix: merging true blocks adds no in-block mass, splitting one loses some.
+- ``"spectral"``: scikit-learn `SpectralCoclustering` on the matrix clipped at 0; the number
+  of blocks given, or chosen by the largest gap in the singular values of the normalised
+  bipartite matrix.
+
+Every row and every column ends in exactly one block; a block may have no rows or no columns
+(an input that influences nothing above the threshold, or a variable nothing influences).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+
+__all__ = [
+    "Factorization",
+    "METHODS",
+    "bipartite_modularity",
+    "block_diagonalize",
+    "labels_from_groups",
+]
+
+METHODS = ("components", "threshold", "auto-threshold", "spectral")
+
+
+def _matrix(matrix) -> np.ndarray:
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] == 0 or m.shape[1] == 0:
+        raise ValueError(f"matrix must be 2-D and non-empty, got shape {m.shape}")
+    if not np.all(np.isfinite(m)):
+        raise ValueError("matrix contains NaN or infinite values")
+    return m
+
+
+def _check_quantile(q) -> float:
+    q = float(q)
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile must be in [0, 1], got {q}")
+    return q
+
+
+def labels_from_groups(groups, n: int) -> np.ndarray:
+    """Label array (n,) from a list of index lists; ValueError unless it is a partition."""
+    labels = np.full(n, -1, dtype=np.int64)
+    for g, idx in enumerate(groups):
+        for i in idx:
+            if not 0 <= int(i) < n:
+                raise ValueError(f"index {i} out of range for {n} items")
+            if labels[int(i)] != -1:
+                raise ValueError(f"index {i} appears in more than one group")
+            labels[int(i)] = g
+    if np.any(labels < 0):
+        raise ValueError(f"indices {np.flatnonzero(labels < 0).tolist()} are in no group")
+    return labels
+
+
+def _as_labels(ref, n: int) -> np.ndarray:
+    ref = list(ref)
+    if ref and isinstance(ref[0], (list, tuple, np.ndarray)):
+        return labels_from_groups(ref, n)
+    labels = np.asarray(ref, dtype=np.int64)
+    if labels.shape != (n,):
+        raise ValueError(f"reference labels must have length {n}, got {labels.shape}")
+    return labels
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+@dataclass
+class Factorization:
+    """Blocks of a matrix: ``row_groups[b]`` and ``col_groups[b]`` are the rows and columns of
+    block b (sorted index lists). ``row_order``/``col_order`` list rows/columns block by block
+    (for plotting); ``binary`` is the binarized matrix the blocks came from, if any."""
+
+    row_groups: list[list[int]]
+    col_groups: list[list[int]]
+    method: str = "components"
+    params: dict = field(default_factory=dict)
+    binary: np.ndarray | None = None
+    row_order: list[int] = field(default_factory=list)
+    col_order: list[int] = field(default_factory=list)
+
+    def __post_init__(self):
+        if len(self.row_groups) != len(self.col_groups):
+            raise ValueError("row_groups and col_groups must have one entry per block")
+        self.row_groups = [sorted(int(i) for i in g) for g in self.row_groups]
+        self.col_groups = [sorted(int(i) for i in g) for g in self.col_groups]
+        if not self.row_order:
+            self.row_order = [i for g in self.row_groups for i in g]
+        if not self.col_order:
+            self.col_order = [j for g in self.col_groups for j in g]
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.row_groups)
+
+    @property
+    def n_rows(self) -> int:
+        return sum(len(g) for g in self.row_groups)
+
+    @property
+    def n_cols(self) -> int:
+        return sum(len(g) for g in self.col_groups)
+
+    def row_labels(self) -> np.ndarray:
+        return labels_from_groups(self.row_groups, self.n_rows)
+
+    def col_labels(self) -> np.ndarray:
+        return labels_from_groups(self.col_groups, self.n_cols)
+
+    def to_json(self, env=None, row_key: str = "lines", col_key: str = "substations") -> str:
+        """``factorization.json`` (format 1 of ARCHITECTURE.md); rows are ``row_key``."""
+        params = {k: v for k, v in self.params.items() if not isinstance(v, np.ndarray)}
+        data = {
+            "format": 1,
+            "env": env,
+            "method": self.method,
+            "params": params,
+            "clusters": [
+                {col_key: c, row_key: r} for r, c in zip(self.row_groups, self.col_groups)
+            ],
+        }
+        return json.dumps(data, default=_json_default) + "\n"
+
+    @classmethod
+    def from_json(
+        cls, text: str, row_key: str = "lines", col_key: str = "substations"
+    ) -> Factorization:
+        """Inverse of `to_json`; ValueError on a malformed document."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"malformed factorization JSON ({exc.msg} at line {exc.lineno})"
+            ) from exc
+        if (
+            not isinstance(data, dict)
+            or data.get("format") != 1
+            or not isinstance(data.get("clusters"), list)
+        ):
+            raise ValueError("not a factorization document of format 1")
+        rows, cols = [], []
+        for i, c in enumerate(data["clusters"]):
+            if (
+                not isinstance(c, dict)
+                or not isinstance(c.get(row_key), list)
+                or not isinstance(c.get(col_key), list)
+            ):
+                raise ValueError(f"cluster {i} must have lists {row_key!r} and {col_key!r}")
+            rows.append(c[row_key])
+            cols.append(c[col_key])
+        fac = cls(
+            rows,
+            cols,
+            method=data.get("method") or "unknown",
+            params=dict(data.get("params") or {}),
+        )
+        for groups in (fac.row_groups, fac.col_groups):  # a partition of 0..n-1
+            labels_from_groups(groups, 1 + max((i for g in groups for i in g), default=-1))
+        return fac
+
+    def score(self, reference_rows, reference_cols) -> dict:
+        """Agreement with a reference partition (index lists per block, or label arrays):
+        adjusted Rand index of rows and of columns, and scikit-learn `consensus_score` of the
+        (row, column) blocks (1.0 = identical)."""
+        from sklearn.metrics import adjusted_rand_score, consensus_score
+
+        ref_r = _as_labels(reference_rows, self.n_rows)
+        ref_c = _as_labels(reference_cols, self.n_cols)
+        ours_r, ours_c = self.row_labels(), self.col_labels()
+
+        def biclusters(lr, lc):
+            ids = np.union1d(lr, lc)
+            return (lr[None, :] == ids[:, None], lc[None, :] == ids[:, None])
+
+        return {
+            "ari_rows": float(adjusted_rand_score(ref_r, ours_r)),
+            "ari_cols": float(adjusted_rand_score(ref_c, ours_c)),
+            "consensus": float(
+                consensus_score(biclusters(ours_r, ours_c), biclusters(ref_r, ref_c))
+            ),
+        }
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def binarize_columns(matrix, quantile: float) -> np.ndarray:
+    """1 where an entry is strictly above its column's ``quantile`` (thesis binarization)."""
+    m = _matrix(matrix)
+    q = _check_quantile(quantile)
+    return m > np.quantile(m, q, axis=0, keepdims=True)
+
+
+def _components(binary: np.ndarray):
+    """Row and column groups of the connected components of the bipartite graph."""
+    n_r, n_c = binary.shape
+    b = csr_matrix(binary.astype(np.int8))
+    adj = csr_matrix((n_r + n_c, n_r + n_c), dtype=np.int8).tolil()
+    adj[:n_r, n_r:] = b
+    _, labels = connected_components(adj.tocsr(), directed=False)
+    return _groups_from_labels(labels[:n_r], labels[n_r:])
+
+
+def _groups_from_labels(row_labels: np.ndarray, col_labels: np.ndarray):
+    """Index lists per block, blocks ordered: with rows and columns first, then by size, then by
+    smallest index (a deterministic layout for figures)."""
+    ids = np.union1d(row_labels, col_labels)
+    blocks = []
+    for b in ids:
+        r = np.flatnonzero(row_labels == b).tolist()
+        c = np.flatnonzero(col_labels == b).tolist()
+        blocks.append((r, c))
+    blocks.sort(
+        key=lambda rc: (not (rc[0] and rc[1]), -(len(rc[0]) + len(rc[1])), min(rc[0] + rc[1]))
+    )
+    return [r for r, _ in blocks], [c for _, c in blocks]
+
+
+def bipartite_modularity(matrix, row_labels, col_labels) -> float:
+    """Weighted bipartite modularity (Barber 2007) of a partition on ``max(matrix, 0)``."""
+    a = np.clip(_matrix(matrix), 0, None)
+    total = a.sum()
+    if total <= 0:
+        return 0.0
+    same = np.asarray(row_labels)[:, None] == np.asarray(col_labels)[None, :]
+    expected = np.outer(a.sum(axis=1), a.sum(axis=0)) / total
+    return float(((a - expected) * same).sum() / total)
+
+
+def _labels(row_groups, col_groups, n_r, n_c):
+    lr = np.empty(n_r, np.int64)
+    lc = np.empty(n_c, np.int64)
+    for b, (r, c) in enumerate(zip(row_groups, col_groups)):
+        lr[r] = b
+        lc[c] = b
+    return lr, lc
+
+
+def eigengap_n_clusters(matrix, max_clusters: int | None = None) -> int:
+    """Number of blocks from the largest gap among the leading singular values of the
+    normalised bipartite matrix D_r^-1/2 A D_c^-1/2 (A = matrix clipped at 0); a perfectly
+    block-diagonal A has exactly one singular value 1 per block."""
+    a = np.clip(_matrix(matrix), 0, None) + 1e-12
+    an = a / np.sqrt(a.sum(axis=1))[:, None] / np.sqrt(a.sum(axis=0))[None, :]
+    s = np.linalg.svd(an, compute_uv=False)
+    top = min(len(s), max_clusters or len(s))
+    if top < 2:
+        return 1
+    gaps = s[: top - 1] - s[1:top]
+    return int(np.argmax(gaps)) + 1
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def block_diagonalize(
+    matrix,
+    quantile: float = 0.7,
+    method: str = "components",
+    n_clusters: int | None = None,
+    threshold=None,
+    scan: str = "quantile",
+    grid=None,
+    random_state: int = 0,
+) -> Factorization:
+    """Blocks of ``matrix`` (n_rows, n_cols) by ``method`` (see the module docstring).
+
+    quantile: per-column quantile for ``"components"``. threshold: number or array for
+    ``"threshold"``. scan / grid: for ``"auto-threshold"``, ``"quantile"`` scans per-column
+    quantiles (default grid 0.50, 0.51, ..., 0.99), ``"global"`` scans the distinct values of
+    the matrix (or ``grid``). n_clusters / random_state: for ``"spectral"`` (None = eigengap).
+    """
+    m = _matrix(matrix)
+    n_r, n_c = m.shape
+    if method == "components":
+        q = _check_quantile(quantile)
+        binary = binarize_columns(m, q)
+        rows, cols = _components(binary)
+        return Factorization(rows, cols, "components", {"quantile": q}, binary)
+    if method == "threshold":
+        if threshold is None:
+            raise ValueError("method 'threshold' needs threshold= (a number or an array)")
+        thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), m.shape)
+        binary = m > thr
+        rows, cols = _components(binary)
+        params = {"threshold": float(thr.flat[0]) if np.ndim(threshold) == 0 else "array"}
+        return Factorization(rows, cols, "threshold", params, binary)
+    if method == "auto-threshold":
+        if scan == "quantile":
+            values = (
+                np.round(np.arange(0.5, 0.995, 0.01), 2)
+                if grid is None
+                else np.asarray(grid, float)
+            )
+            for v in values:
+                _check_quantile(v)
+            binaries = [binarize_columns(m, v) for v in values]
+        elif scan == "global":
+            values = np.unique(m)[:-1] if grid is None else np.asarray(grid, float)
+            binaries = [m > v for v in values]
+        else:
+            raise ValueError(f"scan must be 'quantile' or 'global', got {scan!r}")
+        best = None
+        scores = []
+        for v, b in zip(values, binaries):
+            rows, cols = _components(b)
+            score = bipartite_modularity(m, *_labels(rows, cols, n_r, n_c))
+            scores.append(score)
+            if best is None or score > best[0] + 1e-12:
+                best = (score, float(v), rows, cols, b)
+        score, v, rows, cols, b = best
+        params = {"scan": scan, "threshold": v, "modularity": score}
+        if scan == "quantile":
+            params["quantile"] = v
+        return Factorization(rows, cols, "auto-threshold", params, b)
+    if method == "spectral":
+        from sklearn.cluster import SpectralCoclustering
+
+        n = eigengap_n_clusters(m) if n_clusters is None else int(n_clusters)
+        if not 1 <= n <= min(n_r, n_c):
+            raise ValueError(f"n_clusters must be in [1, {min(n_r, n_c)}], got {n}")
+        a = np.clip(m, 0, None) + 1e-12 * max(1.0, float(np.abs(m).max()))
+        if n == 1:
+            lr, lc = np.zeros(n_r, np.int64), np.zeros(n_c, np.int64)
+        else:
+            model = SpectralCoclustering(n_clusters=n, random_state=random_state).fit(a)
+            lr, lc = model.row_labels_, model.column_labels_
+        rows, cols = _groups_from_labels(lr, lc)
+        params = {
+            "n_clusters": n,
+            "n_clusters_auto": n_clusters is None,
+            "random_state": random_state,
+        }
+        return Factorization(rows, cols, "spectral", params, None)
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")

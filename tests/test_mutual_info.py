@@ -1,0 +1,213 @@
+"""Mixed-KSG: exact agreement with the per-point definition, analytic values, MI matrices, null."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clustering import mutual_info
+from clustering.mutual_info import (
+    MutualInformation,
+    _mixed_ksg_reference,
+    mi_matrix,
+    mixed_ksg,
+    permutation_null,
+    resolve_k,
+    unbiased_mi,
+)
+
+
+def _continuous(rng, n):
+    x = rng.normal(size=n)
+    return x, 0.7 * x + rng.normal(size=n)
+
+
+def _ties(rng, n):
+    """A discrete action column against a target that is exactly 0 on 'disconnected' rows."""
+    a = rng.integers(0, 4, n).astype(float)
+    t = np.where(rng.random(n) < 0.25, 0.0, 0.3 * a + 0.2 * rng.normal(size=n))
+    return t, a
+
+
+def _discrete(rng, n):
+    b = rng.integers(0, 3, n)
+    return b.astype(float), ((b + rng.integers(0, 2, n)) % 3).astype(float)
+
+
+def _rounded(rng, n):
+    """Many distinct values with ties (> the class shortcut's limit in neither variable)."""
+    x = rng.normal(size=n)
+    return np.round(x * 4) / 4, np.round((x + rng.normal(size=n)) * 8) / 8
+
+
+KINDS = {"continuous": _continuous, "ties": _ties, "discrete": _discrete, "rounded": _rounded}
+
+
+@pytest.mark.parametrize("shortcut", [True, False], ids=["class-shortcut", "general-search"])
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("n, k", [(300, 1), (300, 5), (400, 20), (500, 100)])
+def test_equals_per_point_reference(kind, n, k, shortcut, monkeypatch):
+    if not shortcut:  # every point through the general search, ties included
+        monkeypatch.setattr(mutual_info, "MAX_CLASSES", 0)
+    rng = np.random.default_rng(n + k)
+    x, y = KINDS[kind](rng, n)
+    ref = _mixed_ksg_reference(x, y, k)
+    assert mixed_ksg(x, y, k) == pytest.approx(ref, abs=1e-9)
+    assert mixed_ksg(y, x, k) == pytest.approx(ref, abs=1e-9)
+
+
+def test_equals_reference_at_thesis_k_and_larger_n():
+    rng = np.random.default_rng(7)
+    n = 2000
+    x, y = _continuous(rng, n)
+    t, a = _ties(rng, n)
+    for u, v in ((x, y), (t, a), (x, a)):
+        assert mixed_ksg(u, v, 0.05) == pytest.approx(_mixed_ksg_reference(u, v, 100), abs=1e-9)
+
+
+def test_equals_reference_multidimensional():
+    rng = np.random.default_rng(3)
+    x, y = _continuous(rng, 300)
+    t, a = _ties(rng, 300)
+    xx = np.c_[x, a]
+    assert mixed_ksg(xx, y, 7) == pytest.approx(_mixed_ksg_reference(xx, y, 7), abs=1e-9)
+    assert mixed_ksg(t, np.c_[a, y], 30) == pytest.approx(
+        _mixed_ksg_reference(t, np.c_[a, y], 30), abs=1e-9
+    )
+
+
+def test_bivariate_gaussian_matches_closed_form():
+    rng = np.random.default_rng(0)
+    r = 0.8
+    x = rng.normal(size=4000)
+    y = r * x + np.sqrt(1 - r**2) * rng.normal(size=4000)
+    assert mixed_ksg(x, y, 5) == pytest.approx(-0.5 * np.log(1 - r**2), abs=0.05)
+
+
+def test_independent_variables_near_zero():
+    rng = np.random.default_rng(1)
+    assert abs(mixed_ksg(rng.normal(size=4000), rng.normal(size=4000), 5)) < 0.03
+    # a discrete-continuous pair has a known negative bias at small k; the null removes it
+    x, a = rng.normal(size=4000), rng.integers(0, 3, 4000)
+    null = permutation_null(x, a, k=5, n_permutations=3, seed=0)
+    assert abs(unbiased_mi(mi_matrix(x, a, k=5), null)[0, 0]) < 0.03
+
+
+def test_invariant_to_monotone_transform_of_continuous_variable():
+    rng = np.random.default_rng(2)
+    x, y = _continuous(rng, 4000)
+    base = mixed_ksg(x, y, 5)
+    for g in (np.exp, lambda v: v**3 + v, lambda v: 3.0 * v - 7.0):
+        assert mixed_ksg(g(x), y, 5) == pytest.approx(base, abs=0.03)
+
+
+def test_dependence_is_detected_on_discrete_input():
+    rng = np.random.default_rng(4)
+    t, a = _ties(rng, 3000)
+    assert mixed_ksg(t, a, 0.05) > 0.2
+
+
+@pytest.mark.parametrize(
+    "x, y, k, message",
+    [
+        ([0.0, np.nan, 1.0], [1.0, 2.0, 3.0], 1, "NaN"),
+        ([0.0, 1.0, 2.0], [1.0, 2.0], 1, "same number of samples"),
+        ([0.0, 1.0, 2.0], [1.0, 2.0, 3.0], 3, "smaller than the number of samples"),
+        ([0.0, 1.0, 2.0], [1.0, 2.0, 3.0], 0, "k must be"),
+        ([0.0, 1.0, 2.0], [1.0, 2.0, 3.0], 1.5, "k must be"),
+        (np.zeros((3, 1, 1)), [1.0, 2.0, 3.0], 1, "1-D or 2-D"),
+    ],
+)
+def test_invalid_input_raises_clear_value_error(x, y, k, message):
+    with pytest.raises(ValueError, match=message):
+        mixed_ksg(x, y, k)
+
+
+def test_resolve_k_fraction():
+    assert resolve_k(0.05, 20000) == 1000
+    assert resolve_k(0.001, 100) == 1
+    assert resolve_k(7, 100) == 7
+
+
+def _data(seed=0, n=600):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 3, (n, 3)).astype(float)
+    s = rng.normal(size=(n, 2))
+    targets = np.c_[a[:, 0] + 0.3 * rng.normal(size=n), s[:, 0] ** 2, rng.normal(size=n)]
+    return targets, np.c_[a, s]
+
+
+def test_mi_matrix_is_all_pairs_and_parallel_is_identical():
+    targets, inputs = _data()
+    m = mi_matrix(targets, inputs, k=10)
+    assert m.shape == (3, 5)
+    assert m[1, 3] == pytest.approx(mixed_ksg(targets[:, 1], inputs[:, 3], 10), abs=1e-12)
+    np.testing.assert_array_equal(mi_matrix(targets, inputs, k=10, n_jobs=2), m)
+    np.testing.assert_array_equal(mi_matrix(targets, inputs, k=10, n_jobs=-1, progress=True), m)
+    assert np.argmax(m[0]) == 0 and np.argmax(m[1]) == 3
+
+
+def test_mi_matrix_masks_use_each_columns_rows():
+    targets, inputs = _data()
+    rng = np.random.default_rng(5)
+    masks = rng.random(inputs.shape) < 0.7
+    m = mi_matrix(targets, inputs, k=0.05, masks=masks)
+    rows = masks[:, 2]
+    k = resolve_k(0.05, int(rows.sum()))
+    assert m[0, 2] == pytest.approx(mixed_ksg(targets[rows, 0], inputs[rows, 2], k), abs=1e-12)
+
+
+def test_permutation_null_is_seeded_and_single_shuffle_is_the_thesis_one():
+    targets, inputs = _data()
+    null = permutation_null(targets, inputs, k=10, n_permutations=1, seed=3)
+    perm = np.random.default_rng(3).permutation(len(inputs))
+    expected = mi_matrix(targets, inputs[perm], k=10)
+    np.testing.assert_allclose(null.samples[0], expected, atol=1e-12)
+    np.testing.assert_array_equal(null.mean, null.samples[0])
+    again = permutation_null(targets, inputs, k=10, n_permutations=4, seed=3, quantile=0.5)
+    assert again.samples.shape == (4, 3, 5)
+    np.testing.assert_array_equal(again.samples[0], null.samples[0])
+    np.testing.assert_allclose(again.upper, np.median(again.samples, axis=0))
+    other = permutation_null(targets, inputs, k=10, n_permutations=1, seed=4)
+    assert not np.array_equal(other.samples, null.samples)
+
+
+def test_masked_null_shuffles_within_valid_rows():
+    targets, inputs = _data()
+    masks = np.ones(inputs.shape, dtype=bool)
+    masks[:100, 1] = False
+    null = permutation_null(targets, inputs, k=10, n_permutations=2, seed=0, masks=masks)
+    assert null.samples.shape == (2, 3, 5) and np.all(np.isfinite(null.samples))
+
+
+def test_estimator_fit_and_determinism():
+    targets, inputs = _data()
+    est = MutualInformation(k=0.02, n_permutations=2, seed=1)
+    assert est.fit(targets, inputs) is est
+    np.testing.assert_allclose(est.unbiased_, est.mi_ - est.null_mean_)
+    assert est.null_samples_.shape == (2, 3, 5) and est.k_ == 12
+    again = MutualInformation(k=0.02, n_permutations=2, seed=1).fit(targets, inputs)
+    np.testing.assert_array_equal(again.unbiased_, est.unbiased_)
+
+
+def test_sklearn_backend_is_clipped_and_close_on_gaussian():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=2000)
+    y = 0.8 * x + 0.6 * rng.normal(size=2000)
+    ind = rng.normal(size=2000)
+    a = (x > 0).astype(float)
+    m = mi_matrix(np.c_[y, a], np.c_[x, ind, a], k=5, backend="sklearn")
+    assert np.all(m >= 0)
+    assert m[0, 0] == pytest.approx(-0.5 * np.log(1 - 0.64), abs=0.06)
+    assert m[1, 2] == pytest.approx(np.log(2), abs=0.02)  # discrete target and input
+    with pytest.raises(ValueError, match="backend"):
+        mi_matrix(y, x, backend="nope")
+
+
+def test_mi_matrix_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="same number of rows"):
+        mi_matrix(np.zeros((5, 2)), np.zeros((4, 2)), k=1)
+    with pytest.raises(ValueError, match="masks"):
+        mi_matrix(np.zeros((5, 2)), np.zeros((5, 2)), k=1, masks=np.ones((5, 3), bool))
+    with pytest.raises(ValueError, match="quantile"):
+        permutation_null(np.zeros((5, 1)), np.zeros((5, 1)), k=1, quantile=1.5)
