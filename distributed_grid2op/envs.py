@@ -109,7 +109,9 @@ def make_env(
     """
     scale = float(thermal_limit_scale)
     if not (math.isfinite(scale) and scale > 0):
-        raise UserError(f"thermal_limit_scale must be a finite number > 0, got {thermal_limit_scale}")
+        raise UserError(
+            f"thermal_limit_scale must be a finite number > 0, got {thermal_limit_scale}"
+        )
     target, bundled = resolve_env(name)
     import grid2op
 
@@ -168,7 +170,9 @@ class EnvSpec:
     def to_dict(self) -> dict:
         """JSON-friendly description (the reward as its class name)."""
         d = asdict(self)
-        d["reward"] = None if self.reward is None else getattr(self.reward, "__name__", str(self.reward))
+        d["reward"] = (
+            None if self.reward is None else getattr(self.reward, "__name__", str(self.reward))
+        )
         return d
 
 
@@ -186,7 +190,9 @@ class EnvInfo:
 
 def env_info(env, name: str) -> EnvInfo:
     """Grid sizes and scenario count of a made env."""
-    return EnvInfo(name, int(env.n_sub), int(env.n_line), int(env.n_gen), int(env.n_load), n_scenarios(env))
+    return EnvInfo(
+        name, int(env.n_sub), int(env.n_line), int(env.n_gen), int(env.n_load), n_scenarios(env)
+    )
 
 
 def n_scenarios(env) -> int:
@@ -212,10 +218,14 @@ def main(argv=None) -> int:
     """``python -m distributed_grid2op.envs``: list offline envs and their sizes."""
     from distributed_grid2op.cli import ArgumentParser
 
-    ArgumentParser(prog="python -m distributed_grid2op.envs", description=main.__doc__).parse_args(argv)
+    ArgumentParser(prog="python -m distributed_grid2op.envs", description=main.__doc__).parse_args(
+        argv
+    )
     print(f"{'name':34s} {'subs':>5s} {'lines':>5s} {'gens':>5s} {'loads':>5s} {'scenarios':>9s}")
     for i in available_envs():
-        print(f"{i.name:34s} {i.n_sub:5d} {i.n_line:5d} {i.n_gen:5d} {i.n_load:5d} {i.n_scenarios:9d}")
+        print(
+            f"{i.name:34s} {i.n_sub:5d} {i.n_line:5d} {i.n_gen:5d} {i.n_load:5d} {i.n_scenarios:9d}"
+        )
     return 0
 
 

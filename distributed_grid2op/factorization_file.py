@@ -57,18 +57,23 @@ class FactorizationFile:
             "env": self.env,
             "method": self.method,
             "params": self.params or {},
-            "clusters": [{"substations": list(c.substations), "lines": list(c.lines)} for c in self.clusters],
+            "clusters": [
+                {"substations": list(c.substations), "lines": list(c.lines)} for c in self.clusters
+            ],
         }
 
 
 def _ids(value, what: str, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
         raise UserError(f"{where}: {what} must be a list of integers")
     return tuple(value)
 
 
-def parse_factorization(data: dict, *, n_sub: int | None = None, n_line: int | None = None,
-                        source: str = "<memory>") -> FactorizationFile:
+def parse_factorization(
+    data: dict, *, n_sub: int | None = None, n_line: int | None = None, source: str = "<memory>"
+) -> FactorizationFile:
     """Validate a decoded factorization; with grid sizes, check the partition is total."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{source}: not a factorization file of format {FORMAT}")
@@ -79,8 +84,12 @@ def parse_factorization(data: dict, *, n_sub: int | None = None, n_line: int | N
     for i, c in enumerate(raw):
         if not isinstance(c, dict):
             raise UserError(f"{source}: cluster {i} must be an object with substations and lines")
-        clusters.append(Cluster(_ids(c.get("substations"), "substations", f"{source}: cluster {i}"),
-                                _ids(c.get("lines"), "lines", f"{source}: cluster {i}")))
+        clusters.append(
+            Cluster(
+                _ids(c.get("substations"), "substations", f"{source}: cluster {i}"),
+                _ids(c.get("lines"), "lines", f"{source}: cluster {i}"),
+            )
+        )
     for kind, size in (("substations", n_sub), ("lines", n_line)):
         ids = [x for c in clusters for x in getattr(c, kind)]
         dup = sorted({x for x in ids if ids.count(x) > 1})
@@ -93,7 +102,9 @@ def parse_factorization(data: dict, *, n_sub: int | None = None, n_line: int | N
                 raise UserError(f"{source}: unknown {kind} {unknown} (the grid has {size})")
             if missing:
                 raise UserError(f"{source}: {kind} {missing} are in no cluster")
-    return FactorizationFile(tuple(clusters), data.get("env"), data.get("method"), data.get("params"), source)
+    return FactorizationFile(
+        tuple(clusters), data.get("env"), data.get("method"), data.get("params"), source
+    )
 
 
 def load_factorization(path: str | Path | None = None, *, env=None) -> FactorizationFile:
@@ -102,7 +113,11 @@ def load_factorization(path: str | Path | None = None, *, env=None) -> Factoriza
     With ``env``, check that every substation and line of its grid is in exactly one cluster.
     """
     if path is None:
-        text = resources.files("distributed_grid2op").joinpath("data/thesis_case14_factorization.json").read_text()
+        text = (
+            resources.files("distributed_grid2op")
+            .joinpath("data/thesis_case14_factorization.json")
+            .read_text()
+        )
         source = "thesis_case14_factorization.json"
     else:
         source = str(path)

@@ -28,11 +28,15 @@ def scenario_names(env) -> list[str]:
     return [Path(p).name for p in subpaths]
 
 
-def draw_splits(names: list[str], fractions=DEFAULT_FRACTIONS, seed: int = 0) -> dict[str, list[str]]:
+def draw_splits(
+    names: list[str], fractions=DEFAULT_FRACTIONS, seed: int = 0
+) -> dict[str, list[str]]:
     """Disjoint seeded split of ``names``; each non-empty split gets at least one name if possible."""
     fr = np.asarray(fractions, dtype=float)
     if fr.shape != (3,) or np.any(fr < 0) or not np.isclose(fr.sum(), 1.0):
-        raise UserError(f"split fractions must be 3 non-negative numbers summing to 1, got {fractions}")
+        raise UserError(
+            f"split fractions must be 3 non-negative numbers summing to 1, got {fractions}"
+        )
     order = np.random.default_rng(seed).permutation(sorted(names)).tolist()
     n = len(order)
     counts = np.floor(fr * n).astype(int)
@@ -45,14 +49,24 @@ def draw_splits(names: list[str], fractions=DEFAULT_FRACTIONS, seed: int = 0) ->
             counts[i] += 1
     cuts = np.cumsum(counts)[:-1]
     train, val, test = (sorted(part) for part in np.split(np.asarray(order, dtype=object), cuts))
-    return {"train": [str(x) for x in train], "val": [str(x) for x in val], "test": [str(x) for x in test]}
+    return {
+        "train": [str(x) for x in train],
+        "val": [str(x) for x in val],
+        "test": [str(x) for x in test],
+    }
 
 
-def write_splits(env_dir: str | Path, names: list[str], fractions=DEFAULT_FRACTIONS, seed: int = 0) -> Path:
+def write_splits(
+    env_dir: str | Path, names: list[str], fractions=DEFAULT_FRACTIONS, seed: int = 0
+) -> Path:
     """Write ``splits.json`` into a (generated) env folder, atomically."""
     from distributed_grid2op.io import write_json
 
-    data = {"seed": int(seed), "fractions": list(map(float, fractions)), **draw_splits(names, fractions, seed)}
+    data = {
+        "seed": int(seed),
+        "fractions": list(map(float, fractions)),
+        **draw_splits(names, fractions, seed),
+    }
     return write_json(Path(env_dir) / SPLITS_FILE, data)
 
 
@@ -76,5 +90,7 @@ def split_scenarios(env, split: str = "all", *, seed: int = 0) -> list[int]:
     if missing:
         raise UserError(f"{path}: scenarios {missing[:3]} are not in the env")
     if not chosen:
-        raise UserError(f"split {split!r} of {env.get_path_env()} is empty ({len(names)} scenarios)")
+        raise UserError(
+            f"split {split!r} of {env.get_path_env()} is empty ({len(names)} scenarios)"
+        )
     return sorted(index[n] for n in chosen)

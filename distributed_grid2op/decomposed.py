@@ -1,0 +1,490 @@
+"""The grid control problem cut into one sub-problem per cluster of a factorization.
+
+Per cluster: an observation mask over ``obs.to_vect()`` (the thesis attributes restricted to
+the cluster's lines, substations and the generators/loads attached to them, plus calendar
+features) with fixed per-attribute scales, and an action set (do-nothing first, then every
+unitary set-bus topology of its substations with more than 3 elements).
+
+The decision rules shared by the hierarchical agent and the multi-agent env (`Controller`):
+reconnect a disconnected line when legal; do nothing while max rho < danger threshold;
+otherwise a CAPA-style picker chooses a substation and the cluster owning it decides.
+
+`DecomposedAECEnv` exposes this as a PettingZoo AEC env (acting agent = owner of the picked
+substation; safe steps pass and their rewards accumulate); `CentralizedGymEnv` is the
+gymnasium single-agent view of a one-cluster decomposition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import AECEnv
+
+from distributed_grid2op import grid
+from distributed_grid2op.errors import UserError
+
+#: attributes of the observation the thesis kept (everything else is masked out)
+THESIS_ATTRS = (
+    "month", "day_of_week", "hour_of_day", "minute_of_hour", "gen_p", "load_p", "p_or", "rho",
+    "timestep_overflow", "line_status", "actual_dispatch", "target_dispatch", "curtailment",
+    "curtailment_limit", "gen_p_before_curtail", "topo_vect", "time_before_cooldown_sub",
+)  # fmt: skip
+CALENDAR = {"month": 12.0, "day_of_week": 7.0, "hour_of_day": 24.0, "minute_of_hour": 60.0}
+GEN_ATTRS = ("gen_p", "actual_dispatch", "target_dispatch", "curtailment", "curtailment_limit",
+             "gen_p_before_curtail")  # fmt: skip
+LINE_ATTRS = ("p_or", "rho", "timestep_overflow", "line_status")
+#: divide raw values by these so that network inputs are of order 1 (MW attributes: 100 MW)
+SCALES = {"gen_p": 100.0, "load_p": 100.0, "p_or": 100.0, "actual_dispatch": 100.0,
+          "target_dispatch": 100.0, "gen_p_before_curtail": 100.0, "timestep_overflow": 3.0,
+          "time_before_cooldown_sub": 3.0, **CALENDAR}  # fmt: skip
+DEFAULT_DANGER = 0.9
+#: ``reset(options=...)`` keys passed on to grid2op (others, e.g. from generic tests, are ignored)
+GRID2OP_RESET_KEYS = ("time serie id", "init ts", "max step", "init datetime", "init state")
+
+
+@dataclass
+class ClusterView:
+    """One cluster's observation mask and action set.
+
+    Attributes:
+        name: ``cluster_<i>``.
+        substations, lines: the cluster's ids (the factorization).
+        controlled: its substations with more than 3 elements (the ones it may act on).
+        actions: grid2op actions, index 0 = do-nothing.
+        action_substation: (n_actions,) substation of each action, -1 for do-nothing.
+        obs_index: indices into ``obs.to_vect()`` kept for this cluster.
+        obs_scale: (len(obs_index),) divisors applied to those values.
+    """
+
+    name: str
+    substations: tuple[int, ...]
+    lines: tuple[int, ...]
+    controlled: tuple[int, ...]
+    actions: list = field(repr=False)
+    action_substation: np.ndarray = field(repr=False)
+    obs_index: np.ndarray = field(repr=False)
+    obs_scale: np.ndarray = field(repr=False)
+
+    @property
+    def n_actions(self) -> int:
+        return len(self.actions)
+
+    @property
+    def n_features(self) -> int:
+        """Network input size: masked observation + one-hot of the picked substation."""
+        return len(self.obs_index) + len(self.controlled)
+
+    def features(self, obs_vect: np.ndarray, substation: int = -1) -> np.ndarray:
+        """Scaled masked observation and the one-hot of ``substation`` (zeros if not ours)."""
+        x = np.asarray(obs_vect, dtype=np.float32)[self.obs_index] / self.obs_scale
+        onehot = np.zeros(len(self.controlled), dtype=np.float32)
+        if substation in self.controlled:
+            onehot[self.controlled.index(substation)] = 1.0
+        return np.concatenate([np.nan_to_num(x, nan=0.0, posinf=10.0, neginf=-10.0), onehot])
+
+    def action_mask(self, substation: int = -1) -> np.ndarray:
+        """Do-nothing plus the actions on ``substation`` (all actions if -1)."""
+        if substation == -1:
+            return np.ones(self.n_actions, dtype=bool)
+        mask = self.action_substation == substation
+        mask[0] = True
+        return mask
+
+
+def _attribute_slices(env) -> dict[str, tuple[int, int]]:
+    names = list(env.observation_space.attr_list_vect)
+    sizes = np.asarray(env.observation_space.shape, dtype=int)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    return {n: (int(s), int(z)) for n, s, z in zip(names, starts, sizes)}
+
+
+def observation_mask(env, substations, lines, attrs=THESIS_ATTRS, complete: bool = False):
+    """``(index, scale)`` of the kept entries of ``obs.to_vect()`` for a cluster.
+
+    ``complete=True`` keeps every element of ``attrs`` (the "complete observation" variant).
+    """
+    slices = _attribute_slices(env)
+    subs = np.asarray(sorted(substations), dtype=int)
+    topo_sub = np.repeat(np.arange(env.n_sub), env.sub_info)
+    select = {
+        "gen": np.isin(env.gen_to_subid, subs),
+        "load": np.isin(env.load_to_subid, subs),
+        "line": np.isin(np.arange(env.n_line), lines),
+        "sub": np.isin(np.arange(env.n_sub), subs),
+        "topo": np.isin(topo_sub, subs),
+    }
+    index, scale = [], []
+    for attr in attrs:
+        if attr not in slices:
+            raise UserError(
+                f"observation attribute {attr!r} does not exist in this grid2op version"
+            )
+        start, size = slices[attr]
+        if attr in CALENDAR or size == 0:
+            keep = np.ones(size, dtype=bool)
+        elif complete:
+            keep = np.ones(size, dtype=bool)
+        elif attr in GEN_ATTRS:
+            keep = select["gen"]
+        elif attr == "load_p":
+            keep = select["load"]
+        elif attr in LINE_ATTRS:
+            keep = select["line"]
+        elif attr == "time_before_cooldown_sub":
+            keep = select["sub"]
+        elif attr == "topo_vect":
+            keep = select["topo"]
+        else:
+            raise UserError(f"no cluster rule for observation attribute {attr!r}")
+        idx = start + np.flatnonzero(keep)
+        index.append(idx)
+        scale.append(np.full(len(idx), SCALES.get(attr, 1.0), dtype=np.float32))
+    return np.concatenate(index).astype(np.int64), np.concatenate(scale)
+
+
+class Decomposition:
+    """Per-cluster observation masks and action sets of a grid2op env under a factorization.
+
+    Args:
+        env: the grid2op env (only its structure is read).
+        factorization: a `FactorizationFile` (see `load_factorization`).
+        complete_obs: every cluster sees every kept attribute of the whole grid.
+        min_elements: substations with at least this many elements are controllable (thesis: 4).
+    """
+
+    def __init__(self, env, factorization, *, complete_obs: bool = False, min_elements: int = 4):
+        if factorization.n_sub != env.n_sub or factorization.n_line != env.n_line:
+            raise UserError(
+                f"{factorization.source}: factorization covers {factorization.n_sub} substations and "
+                f"{factorization.n_line} lines, the grid has {env.n_sub} and {env.n_line}"
+            )
+        self.factorization = factorization
+        self.complete_obs = bool(complete_obs)
+        self.min_elements = int(min_elements)
+        controllable = set(grid.controllable_substations(env, min_elements))
+        do_nothing = env.action_space()
+        self.clusters: list[ClusterView] = []
+        for i, c in enumerate(factorization.clusters):
+            controlled = tuple(s for s in sorted(c.substations) if s in controllable)
+            actions, owner = [do_nothing], [-1]
+            for s in controlled:
+                topo = grid.unitary_topologies(env, s)
+                actions += topo
+                owner += [s] * len(topo)
+            index, scale = observation_mask(env, c.substations, c.lines, complete=complete_obs)
+            self.clusters.append(
+                ClusterView(
+                    f"cluster_{i}",
+                    tuple(c.substations),
+                    tuple(c.lines),
+                    controlled,
+                    actions,
+                    np.asarray(owner, dtype=int),
+                    index,
+                    scale,
+                )
+            )
+        self.owner = {s: i for i, cv in enumerate(self.clusters) for s in cv.controlled}
+        self.controllable = sorted(self.owner)
+        if not self.controllable:
+            raise UserError("no cluster controls any substation (none has more than 3 elements)")
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.clusters]
+
+    def joint_action(self, env, choices: dict[int, int]):
+        """One grid2op action combining cluster ``i``'s action ``choices[i]`` for each ``i``."""
+        act = env.action_space()
+        for i, a in choices.items():
+            act = act + self.clusters[i].actions[a]
+        return act
+
+    def required_params(self) -> dict:
+        """grid2op parameters that make a joint action of every cluster legal."""
+        n = len(self.clusters)
+        return {"MAX_SUB_CHANGED": n, "MAX_LINE_STATUS_CHANGED": max(1, n)}
+
+    def describe(self) -> dict:
+        """JSON summary: per cluster its ids, controlled substations and sizes."""
+        return {
+            "complete_obs": self.complete_obs,
+            "clusters": [
+                {"name": c.name, "substations": list(c.substations), "lines": list(c.lines),
+                 "controlled": list(c.controlled), "n_actions": c.n_actions, "n_obs": len(c.obs_index)}
+                for c in self.clusters
+            ],
+        }  # fmt: skip
+
+
+def rank_substations(obs, substations, env, by: str = "max") -> list[int]:
+    """CAPA-style priority: substations whose lines are most loaded first.
+
+    ``by="max"``: sort by the highest rho of the substation's lines, ties by the mean;
+    ``by="mean"``: by the mean, ties by the highest. Stable on substation id.
+    """
+    if by not in ("max", "mean"):
+        raise UserError(f"picker must rank by 'max' or 'mean', got {by!r}")
+    rho = np.asarray(obs.rho, dtype=float)
+    keys = []
+    for s in substations:
+        r = rho[grid.lines_of_substation(env, s)]
+        hi, mean = (float(r.max()), float(r.mean())) if r.size else (0.0, 0.0)
+        keys.append((-hi, -mean, s) if by == "max" else (-mean, -hi, s))
+    return [k[2] for k in sorted(keys)]
+
+
+class Controller:
+    """The hierarchical rules: reconnect, do nothing when safe, else pick a substation.
+
+    The picker keeps a CAPA queue: when it is empty (or after a safe step) it is refilled
+    with the controllable substations in priority order, and each danger step pops the next
+    one that is not in cooldown, so that every substation gets its chance in turn.
+    """
+
+    def __init__(
+        self,
+        decomposition: Decomposition,
+        env,
+        *,
+        danger: float = DEFAULT_DANGER,
+        rank_by: str = "max",
+        reconnect: bool = True,
+    ):
+        if not 0 < danger:
+            raise UserError(f"danger threshold must be > 0, got {danger}")
+        self.dec, self.env = decomposition, env
+        self.danger, self.rank_by, self.reconnect = float(danger), rank_by, bool(reconnect)
+        if rank_by not in ("max", "mean"):
+            raise UserError(f"picker must rank by 'max' or 'mean', got {rank_by!r}")
+        self.queue: list[int] = []
+
+    def reset(self) -> None:
+        self.queue = []
+
+    def decide(self, obs):
+        """``("reconnect", action)``, ``("safe", None)`` or ``("decide", (cluster, substation))``."""
+        if self.reconnect:
+            act = grid.reconnect_action(self.env.action_space, obs)
+            if act is not None:
+                return "reconnect", act
+        if float(np.max(obs.rho)) < self.danger:
+            self.queue = []
+            return "safe", None
+        cooldown = np.asarray(obs.time_before_cooldown_sub)
+        for _ in range(2):
+            while self.queue:
+                s = self.queue.pop(0)
+                if cooldown[s] == 0:
+                    return "decide", (self.dec.owner[s], s)
+            self.queue = rank_substations(obs, self.dec.controllable, self.env, self.rank_by)
+        return "safe", None  # every controllable substation is in cooldown
+
+
+# ---- PettingZoo / gymnasium views -------------------------------------------------------------
+
+
+def _episode_end(env, info) -> tuple[bool, bool]:
+    """(terminated, truncated): game over (an exception) vs end of the scenario."""
+    game_over = bool(info.get("exception"))
+    return game_over, not game_over
+
+
+class _DecisionLoop:
+    """Runs the grid until a cluster has to decide, accumulating the per-step rewards."""
+
+    def __init__(self, env, decomposition, *, danger=DEFAULT_DANGER, rank_by="max", scenarios=None):
+        self.env, self.dec = env, decomposition
+        self.controller = Controller(decomposition, env, danger=danger, rank_by=rank_by)
+        self.scenarios = list(scenarios) if scenarios is not None else None
+        self.rng = np.random.default_rng(0)
+        self.obs, self.pending, self.done = None, None, False
+        self.terminated = self.truncated = False
+
+    def reset(self, seed=None, options=None) -> float:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+            self.env.seed(int(seed))
+        opts = {k: v for k, v in (options or {}).items() if k in GRID2OP_RESET_KEYS}
+        if self.scenarios is not None and "time serie id" not in opts:
+            opts["time serie id"] = int(self.rng.choice(self.scenarios))
+        self.obs = self.env.reset(options=opts or None)
+        self.controller.reset()
+        self.done = self.terminated = self.truncated = False
+        return self.advance()
+
+    def advance(self) -> float:
+        """Step with rule actions until a decision is due or the episode ends; summed reward."""
+        total = 0.0
+        while not self.done:
+            kind, what = self.controller.decide(self.obs)
+            if kind == "decide":
+                self.pending = what
+                return total
+            total += self.apply(what if kind == "reconnect" else self.env.action_space())
+        self.pending = None
+        return total
+
+    def apply(self, action) -> float:
+        self.obs, reward, done, info = self.env.step(action)
+        if done:
+            self.done = True
+            self.terminated, self.truncated = _episode_end(self.env, info)
+        return float(reward)
+
+
+class DecomposedAECEnv(AECEnv):
+    """PettingZoo AEC env: one agent per cluster; the acting agent is the picked one's owner.
+
+    Observations are ``{"observation": float32 features, "action_mask": int8 mask}``; the
+    mask allows do-nothing and the actions on the picked substation (only do-nothing for an
+    agent that is not acting). Rewards: the env reward of every grid step, to every agent,
+    accumulated until the agent acts again.
+    """
+
+    metadata = {"render_modes": [], "name": "decomposed_grid2op_v0", "is_parallelizable": False}
+
+    def __init__(
+        self,
+        env,
+        decomposition: Decomposition,
+        *,
+        danger: float = DEFAULT_DANGER,
+        rank_by: str = "max",
+        scenarios=None,
+    ):
+        self.loop = _DecisionLoop(
+            env, decomposition, danger=danger, rank_by=rank_by, scenarios=scenarios
+        )
+        self.dec = decomposition
+        self.possible_agents = decomposition.names
+        self._index = {n: i for i, n in enumerate(self.possible_agents)}
+        self._obs_spaces = {
+            c.name: spaces.Dict({
+                "observation": spaces.Box(-np.inf, np.inf, (c.n_features,), np.float32),
+                "action_mask": spaces.Box(0, 1, (c.n_actions,), np.int8),
+            })
+            for c in decomposition.clusters
+        }  # fmt: skip
+        self._act_spaces = {c.name: spaces.Discrete(c.n_actions) for c in decomposition.clusters}
+        self.render_mode = None
+        self.agents = []
+
+    def observation_space(self, agent):
+        return self._obs_spaces[agent]
+
+    def action_space(self, agent):
+        return self._act_spaces[agent]
+
+    def observe(self, agent):
+        i = self._index[agent]
+        cv = self.dec.clusters[i]
+        acting = self.loop.pending is not None and self.loop.pending[0] == i
+        sub = self.loop.pending[1] if acting else -1
+        mask = cv.action_mask(sub) if acting else np.eye(1, cv.n_actions, 0, dtype=bool)[0]
+        return {
+            "observation": cv.features(self.loop.obs.to_vect(), sub),
+            "action_mask": mask.astype(np.int8),
+        }
+
+    def reset(self, seed=None, options=None):
+        self.agents = list(self.possible_agents)
+        self.rewards = {a: 0.0 for a in self.agents}
+        self._cumulative_rewards = {a: 0.0 for a in self.agents}
+        self.infos = {a: {} for a in self.agents}
+        reward = self.loop.reset(seed=seed, options=options)
+        self._after_advance(reward)
+
+    def _after_advance(self, reward: float) -> None:
+        self.rewards = {a: reward for a in self.agents}
+        self.terminations = {a: self.loop.terminated for a in self.agents}
+        self.truncations = {a: self.loop.truncated for a in self.agents}
+        if self.loop.pending is not None:
+            self.agent_selection = self.possible_agents[self.loop.pending[0]]
+        else:
+            self.agent_selection = self.agents[0]
+        for a in self.agents:
+            self.infos[a] = {
+                "substation": -1 if self.loop.pending is None else self.loop.pending[1]
+            }
+        self._accumulate_rewards()
+
+    def step(self, action):
+        agent = self.agent_selection
+        if self.terminations[agent] or self.truncations[agent]:
+            self._was_dead_step(action)
+            if self.agents:
+                self.agent_selection = self.agents[0]
+            return
+        self._cumulative_rewards[agent] = 0.0
+        i, _ = self.loop.pending
+        a = 0 if action is None else int(action)
+        reward = self.loop.apply(self.dec.clusters[i].actions[a])
+        reward += self.loop.advance()
+        self._after_advance(reward)
+
+    def render(self):
+        return None
+
+    def close(self):
+        pass
+
+
+def make_gym_env(env, decomposition: Decomposition, **kwargs):
+    """`CentralizedGymEnv` for a one-cluster decomposition (see `Decomposition`)."""
+    return CentralizedGymEnv(env, decomposition, **kwargs)
+
+
+class CentralizedGymEnv(gym.Env):
+    """gymnasium single-agent view of a one-cluster decomposition (the centralised case).
+
+    ``step`` takes an index of the cluster's action set and returns the reward summed until
+    the next decision; ``action_masks()`` (sb3-contrib convention) and ``info["action_mask"]``
+    give the legal actions for the picked substation.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        env,
+        decomposition: Decomposition,
+        *,
+        danger: float = DEFAULT_DANGER,
+        rank_by: str = "max",
+        scenarios=None,
+    ):
+        if len(decomposition.clusters) != 1:
+            raise UserError(
+                f"the gymnasium view needs one cluster, got {len(decomposition.clusters)}; "
+                "use factorization.centralized()"
+            )
+        self.loop = _DecisionLoop(
+            env, decomposition, danger=danger, rank_by=rank_by, scenarios=scenarios
+        )
+        self.cluster = decomposition.clusters[0]
+        self.observation_space = spaces.Box(-np.inf, np.inf, (self.cluster.n_features,), np.float32)
+        self.action_space = spaces.Discrete(self.cluster.n_actions)
+
+    def _obs(self):
+        sub = -1 if self.loop.pending is None else self.loop.pending[1]
+        return self.cluster.features(self.loop.obs.to_vect(), sub), {
+            "action_mask": self.action_masks(),
+            "substation": sub,
+        }
+
+    def action_masks(self) -> np.ndarray:
+        sub = -1 if self.loop.pending is None else self.loop.pending[1]
+        return self.cluster.action_mask(sub)
+
+    def reset(self, *, seed=None, options=None):
+        self.loop.reset(seed=seed, options=options)
+        return self._obs()
+
+    def step(self, action):
+        reward = self.loop.apply(self.cluster.actions[int(action)]) + self.loop.advance()
+        obs, info = self._obs()
+        return obs, reward, self.loop.terminated, self.loop.truncated, info

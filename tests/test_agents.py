@@ -1,0 +1,159 @@
+"""Hierarchical agent: rules, decisions, save/load round trip, load errors, grid2op Runner."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from grid2op.Reward import CloseToOverflowReward
+
+from distributed_grid2op.agents import HierarchicalAgent, load_agent
+from distributed_grid2op.envs import make_env
+from distributed_grid2op.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = make_env("l2rpn_case14_sandbox", seed=0, thermal_limit_scale=0.85, reward=CloseToOverflowReward,
+                 params={"MAX_SUB_CHANGED": 2, "MAX_LINE_STATUS_CHANGED": 2})  # fmt: skip
+    yield e
+    e.close()
+
+
+def _play(agent, env, scenario=0, steps=120):
+    """(actions as dicts, decisions) over the first ``steps`` steps of a scenario."""
+    obs = env.reset(options={"time serie id": scenario})
+    agent.reset(obs)
+    acts, decisions = [], []
+    for _ in range(steps):
+        a = agent.act(obs, 0.0, False)
+        acts.append(a.as_dict())
+        decisions.append(dict(agent.last_decision))
+        obs, _, done, _ = env.step(a)
+        if done:
+            break
+    return acts, decisions
+
+
+def test_last_decision_contract(env):
+    agent = HierarchicalAgent(env, seed=1)
+    _, decisions = _play(agent, env)
+    kinds = {d["agent"] for d in decisions}
+    assert kinds <= {"", "reconnect", "cluster_0", "cluster_1"} and kinds & {
+        "cluster_0",
+        "cluster_1",
+    }
+    for d in decisions:
+        assert set(d) == {"agent", "action_id", "substation"}
+        if d["agent"].startswith("cluster"):
+            cluster = int(d["agent"][-1])
+            assert d["substation"] in agent.decomposition.clusters[cluster].controlled
+            cv = agent.decomposition.clusters[cluster]
+            assert d["action_id"] == 0 or cv.action_substation[d["action_id"]] == d["substation"]
+        elif d["agent"] == "":
+            assert d == {"agent": "", "action_id": -1, "substation": -1}
+
+
+def test_safe_grid_means_do_nothing(env):
+    agent = HierarchicalAgent(env, danger=10.0)  # never in danger
+    acts, decisions = _play(agent, env, steps=30)
+    assert all(d["agent"] in ("", "reconnect") for d in decisions)
+    assert all(a == {} for a, d in zip(acts, decisions) if d["agent"] == "")
+
+
+def test_reconnection_before_anything(env):
+    agent = HierarchicalAgent(env)
+    obs = env.reset(options={"time serie id": 0})
+    obs, *_ = env.step(env.action_space({"set_line_status": [(3, -1)]}))
+    for _ in range(env.parameters.NB_TIMESTEP_COOLDOWN_LINE):
+        obs, *_ = env.step(env.action_space())
+    assert not obs.line_status[3] and obs.time_before_cooldown_line[3] == 0
+    action = agent.act(obs, 0.0, False)
+    assert agent.last_decision["agent"] == "reconnect"
+    assert action.line_set_status[3] == 1
+
+
+def test_save_load_round_trip_identical_actions(env, tmp_path):
+    agent = HierarchicalAgent(env, seed=7)
+    for learner in agent.learners:  # make the policies non-trivial
+        for p in learner.net.actor.parameters():
+            p.data.normal_(0, 0.3, generator=__import__("torch").Generator().manual_seed(3))
+    agent.save(tmp_path / "ckpt")
+    loaded = load_agent(tmp_path / "ckpt", env)
+    a1, d1 = _play(agent, env, scenario=1)
+    a2, d2 = _play(loaded, env, scenario=1)
+    assert d1 == d2 and a1 == a2
+    assert any(d["action_id"] > 0 for d in d1)  # the test exercises real topology choices
+
+
+def test_load_agent_errors(env, tmp_path):
+    with pytest.raises(UserError, match="no agent checkpoint"):
+        load_agent(tmp_path, env)
+    HierarchicalAgent(env).save(tmp_path / "a")
+    other = make_env("rte_case5_example")
+    try:
+        with pytest.raises(UserError, match="another grid"):
+            load_agent(tmp_path / "a", other)
+    finally:
+        other.close()
+    meta = json.loads((tmp_path / "a" / "agent.json").read_text())
+    meta["format"] = 99
+    (tmp_path / "a" / "agent.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="format"):
+        load_agent(tmp_path / "a", env)
+
+
+def test_centralized_is_one_cluster(env):
+    agent = HierarchicalAgent(env, centralized=True)
+    assert len(agent.learners) == 1 and agent.decomposition.clusters[0].controlled == (
+        1,
+        2,
+        3,
+        4,
+        5,
+        8,
+        12,
+    )
+
+
+def test_grid2op_runner_evaluates_agent(env):
+    from grid2op.Runner import Runner
+
+    agent = HierarchicalAgent(env, seed=0, danger=10.0)  # never in danger: survives like do-nothing
+    runner = Runner(**env.get_params_for_runner(), agentClass=None, agentInstance=agent)
+    res = runner.run(nb_episode=1, max_iter=20, episode_id=[0])
+    assert res[0][3] == 20  # steps played
+
+
+def test_expert_choice_beats_do_nothing_in_simulation(env):
+    agent = HierarchicalAgent(env)
+    obs = env.reset(options={"time serie id": 0})
+    for _ in range(200):
+        kind, what = agent.controller.decide(obs)
+        if kind == "decide":
+            break
+        obs, *_ = env.step(env.action_space())
+    assert kind == "decide"
+    cluster, sub = what
+    a = agent.expert_choice(obs, cluster, sub)
+    best = obs.simulate(agent.decomposition.clusters[cluster].actions[a])[0].rho.max()
+    dn = obs.simulate(env.action_space())[0].rho.max()
+    assert best <= dn + 1e-9 and np.isfinite(best)
+
+
+def test_top_k_simulation_keeps_the_safest_candidate(env):
+    agent = HierarchicalAgent(env, seed=2, top_k=5)
+    obs = env.reset(options={"time serie id": 1})  # in danger at step 0 (max rho ~1.09)
+    agent.reset(obs)
+    action = agent.act(obs, 0.0, False)
+    d = agent.last_decision
+    assert d["agent"].startswith("cluster")
+    sim_rho = obs.simulate(action)[0].rho.max()
+    assert sim_rho <= obs.simulate(env.action_space())[0].rho.max() + 1e-9
+    cv = agent.decomposition.clusters[int(d["agent"][-1])]
+    probs = agent.learners[int(d["agent"][-1])].probabilities(
+        cv.features(obs.to_vect(), d["substation"]),
+        agent.action_mask(int(d["agent"][-1]), d["substation"]),
+    )
+    assert d["action_id"] == 0 or d["action_id"] in np.argsort(-probs)[:5]
