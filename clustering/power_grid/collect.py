@@ -1,0 +1,626 @@
+"""Collect (s, a, s') transitions per substation under the thesis' explorative policy.
+
+For every substation, episodes are run in a fixed order; each episode ``e`` of substation
+``sub`` plays chronic ``e mod n_scenarios`` with env and agent seeds derived from
+``(seed, sub, e)`` only, so an episode is the same whatever the number of workers, the
+shard it lands in, or how many episodes are asked for. The dataset of a substation is the
+concatenation of its episodes in order, truncated at ``n_samples`` transitions.
+
+Two modes:
+
+- ``thesis``: at every step a uniformly random unitary set-bus topology of the substation
+  (the first one, all elements on bus 1, is the do-nothing topology) is played with
+  ``env.step``; a failed episode ends with grid2op's game-over observation (``rho`` = 0), a
+  transition flagged ``terminal``.
+- ``simulate``: follow a do-nothing (reconnect when possible) trajectory and, at each
+  state, evaluate one random unitary topology of the substation with ``obs.simulate``: s'
+  is the forecast next state after that action, the episode never ends because of it, and
+  the states come from the grid's natural distribution. ``terminal`` flags a diverging
+  simulation. An episode is a segment of ``max_steps`` (default 100) steps starting at a
+  seeded uniformly random time step of its chronic, so that few chronics still give
+  varied states.
+
+Work is cut in shards of ``episodes_per_shard`` consecutive episodes of one substation,
+written atomically under a deterministic name; a rerun with the same settings skips the
+shards that exist (resume), so no episode is ever duplicated or overwritten. Workers are
+processes that make their own env from an `EnvSpec`; only numpy arrays cross processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from distributed_grid2op.envs import EnvSpec, quiet_grid2op
+from distributed_grid2op.errors import UserError
+from distributed_grid2op.io import atomic_path, write_json
+
+MODES = ("thesis", "simulate")
+SHARD_FORMAT = 1
+SETTINGS_FILE = "collection.json"
+#: Steps of one simulate-mode episode (a do-nothing segment starting at a random time step).
+SIMULATE_SEGMENT = 100
+_ARRAYS = ("state", "next_state", "action_raw", "terminal", "episode_id", "step")
+
+
+@dataclass(frozen=True)
+class CollectSettings:
+    """What defines a collection (everything but its size enters the fingerprint).
+
+    ``n_episodes`` and ``n_samples`` only say how many of the deterministic episodes are
+    used, so a rerun with larger numbers extends an earlier collection.
+    """
+
+    spec: EnvSpec = field(default_factory=EnvSpec)
+    substations: tuple[int, ...] = ()
+    n_episodes: int = 1000
+    n_samples: int = 50_000
+    mode: str = "thesis"
+    attributes: tuple[str, ...] = ("rho",)
+    seed: int = 29
+    max_steps: int | None = None
+    episodes_per_shard: int | None = None
+
+    def __post_init__(self):
+        if self.episodes_per_shard is None:  # short thesis episodes, long simulate segments
+            object.__setattr__(self, "episodes_per_shard", 10 if self.mode == "thesis" else 2)
+        if self.max_steps is None and self.mode == "simulate":
+            object.__setattr__(self, "max_steps", SIMULATE_SEGMENT)
+        if self.mode not in MODES:
+            raise UserError(
+                f"unknown collection mode {self.mode!r}; choose one of {', '.join(MODES)}"
+            )
+        if self.n_episodes < 1 or self.n_samples < 1:
+            raise UserError("the number of episodes and of samples must be at least 1")
+        if self.episodes_per_shard < 1:
+            raise UserError("episodes_per_shard must be at least 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UserError("max_steps must be at least 1 (or None for the chronic length)")
+        if not self.attributes:
+            raise UserError("at least one observation attribute is needed")
+
+    def identity(self) -> dict:
+        """The settings that make two collections interchangeable (JSON-friendly)."""
+        import grid2op
+
+        return {
+            "format": SHARD_FORMAT,
+            "env": self.spec.to_dict(),
+            "mode": self.mode,
+            "attributes": list(self.attributes),
+            "seed": int(self.seed),
+            "max_steps": self.max_steps,
+            "episodes_per_shard": int(self.episodes_per_shard),
+            "grid2op_version": grid2op.__version__,
+        }
+
+    def fingerprint(self) -> str:
+        """Short hash of `identity` stored in every shard."""
+        text = json.dumps(self.identity(), sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Transitions:
+    """The dataset of one substation: N transitions in episode order.
+
+    ``action`` is the thesis encoding: index of the distinct topology vector among those in
+    the data (``np.unique`` order) divided by their number; ``action_raw`` is the index in
+    `distributed_grid2op.grid.unitary_topologies`.
+    """
+
+    substation: int
+    state: np.ndarray  # (N, n) float32
+    next_state: np.ndarray  # (N, n) float32
+    action_raw: np.ndarray  # (N,) int32
+    action: np.ndarray  # (N,) float64 in [0, 1)
+    terminal: np.ndarray  # (N,) bool
+    episode_id: np.ndarray  # (N,) int32
+    n_episodes: int = 0
+    state_names: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.action_raw)
+
+    def drop_terminal(self) -> Transitions:
+        """The same data without the terminal transitions (and the encoding recomputed)."""
+        keep = ~self.terminal
+        return _make_transitions(
+            self.substation,
+            self.state[keep],
+            self.next_state[keep],
+            self.action_raw[keep],
+            self.terminal[keep],
+            self.episode_id[keep],
+            self.n_episodes,
+            self.state_names,
+            self._vectors,
+        )
+
+    _vectors: np.ndarray | None = None
+
+
+def encode_actions(action_raw: np.ndarray, vectors: np.ndarray | None = None) -> np.ndarray:
+    """Thesis encoding: rank of the distinct set-bus vector among those present / their number.
+
+    ``vectors[i]`` is the set-bus vector of unitary topology ``i`` (identity if None).
+    """
+    raw = np.asarray(action_raw, dtype=np.int64)
+    if raw.size == 0:
+        return np.zeros(0)
+    rows = raw[:, None] if vectors is None else np.asarray(vectors)[raw]
+    uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
+    return np.asarray(inverse, dtype=np.float64).ravel() / len(uniq)
+
+
+def _make_transitions(sub, state, next_state, raw, terminal, episode_id, n_ep, names, vectors):
+    t = Transitions(
+        substation=int(sub),
+        state=state,
+        next_state=next_state,
+        action_raw=raw,
+        action=encode_actions(raw, vectors),
+        terminal=terminal,
+        episode_id=episode_id,
+        n_episodes=int(n_ep),
+        state_names=list(names),
+    )
+    t._vectors = vectors
+    return t
+
+
+def episode_seeds(seed: int, sub: int, episode: int) -> tuple[int, int]:
+    """(env seed, agent seed) of one episode, from (seed, substation, episode) only."""
+    env_seed, agent_seed = np.random.SeedSequence(
+        [int(seed), int(sub), int(episode)]
+    ).generate_state(2)
+    return int(env_seed) >> 1, int(agent_seed) >> 1
+
+
+def shard_name(settings: CollectSettings, sub: int, first: int) -> str:
+    """Deterministic shard file name for episodes ``first .. first + episodes_per_shard - 1``."""
+    last = first + settings.episodes_per_shard - 1
+    return f"{settings.mode}-sub{sub:03d}-ep{first:06d}-{last:06d}.npz"
+
+
+def state_names(env, attributes: Sequence[str]) -> list[str]:
+    """Names of the recorded state variables, e.g. ``rho[3]`` (one per vector entry)."""
+    template = env.observation_space._template_obj
+    names = []
+    for attr in attributes:
+        if not hasattr(template, attr):
+            raise UserError(f"observations have no attribute {attr!r}")
+        size = np.size(getattr(template, attr))
+        names += [f"{attr}[{i}]" for i in range(size)]
+    return names
+
+
+# --------------------------------------------------------------------------- worker side
+
+_WORKER_ENVS: dict[str, object] = {}
+
+
+def _worker_env(spec: EnvSpec):
+    key = json.dumps(spec.to_dict(), sort_keys=True, default=str)
+    env = _WORKER_ENVS.get(key)
+    if env is None:
+        with quiet_grid2op():
+            env = _make_cached(spec)
+        _WORKER_ENVS[key] = env
+    return env
+
+
+def _make_cached(spec: EnvSpec):
+    """The env with its chronics held in memory (`MultifolderWithCache`): a reset then costs
+    ~2 ms instead of ~12 ms of CSV reading on case14, and episodes here are a few steps long.
+    Same data, same chronic ids; falls back to the plain env when the chronics are not files."""
+    from dataclasses import replace
+
+    if "chronics_class" not in spec.kwargs:
+        from grid2op.Chronics import MultifolderWithCache
+
+        try:
+            env = replace(
+                spec, kwargs={**spec.kwargs, "chronics_class": MultifolderWithCache}
+            ).make()
+            env.chronics_handler.real_data.set_filter(lambda _: True)
+            env.chronics_handler.real_data.reset()
+            return env
+        except Exception:  # noqa: BLE001 - not a folder of chronics: the plain env below
+            pass
+    return spec.make()
+
+
+def _extract(obs, attributes) -> np.ndarray:
+    parts = [np.ravel(np.asarray(getattr(obs, a), dtype=np.float32)) for a in attributes]
+    vec = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return np.nan_to_num(vec, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _episode_thesis(env, topologies, rng, attributes, max_steps):
+    obs = env.get_obs()
+    s = _extract(obs, attributes)
+    states, nexts, acts, terms = [], [], [], []
+    n_topo = len(topologies)
+    steps = 0
+    while True:
+        a = int(rng.integers(n_topo))
+        obs, _, done, info = env.step(topologies[a])
+        s2 = _extract(obs, attributes)
+        states.append(s)
+        nexts.append(s2)
+        acts.append(a)
+        terms.append(bool(done and info.get("exception")))
+        s = s2
+        steps += 1
+        if done or (max_steps is not None and steps >= max_steps):
+            return states, nexts, acts, terms
+
+
+def _episode_simulate(env, topologies, rng, attributes, max_steps):
+    from distributed_grid2op.grid import reconnect_action
+
+    obs = env.get_obs()
+    do_nothing = env.action_space({})
+    states, nexts, acts, terms = [], [], [], []
+    n_topo = len(topologies)
+    steps = 0
+    while True:
+        a = int(rng.integers(n_topo))
+        sim_obs, _, sim_done, _ = obs.simulate(topologies[a])
+        states.append(_extract(obs, attributes))
+        nexts.append(_extract(sim_obs, attributes))
+        acts.append(a)
+        terms.append(bool(sim_done))
+        steps += 1
+        if max_steps is not None and steps >= max_steps:
+            return states, nexts, acts, terms
+        act = reconnect_action(env.action_space, obs) or do_nothing
+        obs, _, done, _ = env.step(act)
+        if done:
+            return states, nexts, acts, terms
+
+
+def run_shard(settings: CollectSettings, sub: int, first: int, n_scenarios: int) -> dict:
+    """Play episodes ``first ..`` of one shard of substation ``sub``; arrays only.
+
+    A shard never holds more than ``n_samples`` transitions (the dataset is truncated there
+    anyway): it stops at that budget, mid-episode if needed (a prefix of the same episode),
+    and is then marked ``truncated``.
+    """
+    from distributed_grid2op.grid import unitary_topologies
+
+    env = _worker_env(settings.spec)
+    topologies = unitary_topologies(env, sub)
+    play = _episode_thesis if settings.mode == "thesis" else _episode_simulate
+    cols = {k: [] for k in _ARRAYS}
+    lengths = []
+    budget = settings.n_samples
+    with quiet_grid2op():
+        for ep in range(first, first + settings.episodes_per_shard):
+            remaining = budget - len(cols["action_raw"])
+            if remaining <= 0:
+                break
+            env_seed, agent_seed = episode_seeds(settings.seed, sub, ep)
+            env.reset(seed=env_seed, options={"time serie id": ep % n_scenarios})
+            rng = np.random.default_rng(agent_seed)
+            if settings.mode == "simulate":
+                room = env.chronics_handler.max_timestep() - settings.max_steps - 1
+                if room > 0:
+                    env.fast_forward_chronics(int(np.random.default_rng(env_seed).integers(room)))
+            cap = remaining if settings.max_steps is None else min(settings.max_steps, remaining)
+            states, nexts, acts, terms = play(env, topologies, rng, settings.attributes, cap)
+            n = len(acts)
+            lengths.append(n)
+            cols["state"] += states
+            cols["next_state"] += nexts
+            cols["action_raw"] += acts
+            cols["terminal"] += terms
+            cols["episode_id"] += [ep] * n
+            cols["step"] += list(range(n))
+    width = len(state_names(env, settings.attributes))
+    out = {
+        "state": np.asarray(cols["state"], dtype=np.float32).reshape(-1, width),
+        "next_state": np.asarray(cols["next_state"], dtype=np.float32).reshape(-1, width),
+        "action_raw": np.asarray(cols["action_raw"], dtype=np.int32),
+        "terminal": np.asarray(cols["terminal"], dtype=bool),
+        "episode_id": np.asarray(cols["episode_id"], dtype=np.int32),
+        "step": np.asarray(cols["step"], dtype=np.int32),
+        "episode_lengths": np.asarray(lengths, dtype=np.int32),
+        "budget": np.int64(budget),
+        "truncated": np.bool_(len(cols["action_raw"]) >= budget),
+    }
+    return out
+
+
+def _run_task(
+    settings: CollectSettings, sub: int, first: int, n_scenarios: int, path: str
+) -> tuple:
+    """Worker entry: run a shard and write it atomically; return (sub, first, n, seconds)."""
+    t0 = time.perf_counter()
+    arrays = run_shard(settings, sub, first, n_scenarios)
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(
+                f,
+                fingerprint=np.array(settings.fingerprint()),
+                substation=np.int32(sub),
+                first_episode=np.int32(first),
+                **arrays,
+            )
+    return sub, first, int(len(arrays["action_raw"])), time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- driver side
+
+
+def read_shard(path: str | Path, fingerprint: str | None = None) -> dict:
+    """Load a shard; `UserError` (one line) if it is corrupt or from other settings."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as exc:  # noqa: BLE001 - any decoding failure means a corrupt file
+        raise UserError(
+            f"corrupt shard {path} ({type(exc).__name__}); delete it and rerun to collect it again"
+        ) from exc
+    missing = [k for k in (*_ARRAYS, "fingerprint", "episode_lengths") if k not in data]
+    if missing:
+        raise UserError(f"corrupt shard {path} (missing {', '.join(missing)}); delete it and rerun")
+    if fingerprint is not None and str(data["fingerprint"]) != fingerprint:
+        raise UserError(
+            f"shard {path} comes from other collection settings; use another output folder"
+        )
+    n = len(data["action_raw"])
+    if any(len(data[k]) != n for k in _ARRAYS):
+        raise UserError(f"corrupt shard {path} (arrays of different lengths); delete it and rerun")
+    return data
+
+
+@dataclass
+class _SubProgress:
+    samples_done: int = 0  # in the contiguous completed prefix of shards
+    episodes_done: int = 0
+    next_first: int = 0  # next shard to schedule
+    completed: dict = field(default_factory=dict)  # first -> (n_samples, n_episodes)
+
+    def advance(self, per_shard: int):
+        while self.episodes_done in self.completed:
+            n, ne = self.completed.pop(self.episodes_done)
+            self.samples_done += n
+            self.episodes_done += ne
+
+
+def _check_settings_file(folder: Path, settings: CollectSettings, resume: bool):
+    path = folder / SETTINGS_FILE
+    identity = settings.identity()
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"corrupt collection settings file {path}; delete the folder") from exc
+        if old.get("fingerprint") != settings.fingerprint():
+            raise UserError(
+                f"{folder} holds a collection made with other settings; choose another output folder"
+            )
+        if not resume:
+            raise UserError(f"{folder} already holds a collection; pass --resume to continue it")
+    write_json(path, {"fingerprint": settings.fingerprint(), **identity})
+
+
+def collect(
+    settings: CollectSettings,
+    out_dir: str | Path,
+    *,
+    workers: int = 1,
+    resume: bool = True,
+    progress: bool = True,
+    n_scenarios: int | None = None,
+) -> dict[int, Transitions]:
+    """Collect up to ``n_samples`` transitions per substation into ``out_dir`` (shards).
+
+    Returns the per-substation datasets. With ``resume``, existing shards of the same
+    settings are reused (validated; a corrupt one raises `UserError`).
+    ``workers > 1`` runs shards in that many processes (fork start method on Linux).
+    """
+    from distributed_grid2op.envs import n_scenarios as count_scenarios
+
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    _check_settings_file(folder, settings, resume)
+    fp = settings.fingerprint()
+    if n_scenarios is None:
+        env = _worker_env(settings.spec)
+        n_scenarios = count_scenarios(env)
+    per = settings.episodes_per_shard
+    subs = list(settings.substations)
+    state = {s: _SubProgress() for s in subs}
+
+    # resume: account for the shards already on disk, in order
+    for s in subs:
+        first = 0
+        while first < settings.n_episodes and (folder / shard_name(settings, s, first)).is_file():
+            data = read_shard(folder / shard_name(settings, s, first), fp)
+            if bool(data.get("truncated", False)) and int(data["budget"]) < settings.n_samples:
+                raise UserError(
+                    f"shard {folder / shard_name(settings, s, first)} was collected for --samples "
+                    f"{int(data['budget'])}; use a new output folder for more samples"
+                )
+            state[s].completed[first] = (len(data["action_raw"]), per)
+            state[s].advance(per)
+            first += per
+            if state[s].samples_done >= settings.n_samples:
+                break
+        state[s].next_first = first
+
+    def needs_more(s):
+        st = state[s]
+        return st.next_first < settings.n_episodes and st.samples_done < settings.n_samples
+
+    def next_task():
+        # the substation with the fewest samples so far and something left to do
+        cands = [s for s in subs if needs_more(s) and not _enough_in_flight(s)]
+        if not cands:
+            return None
+        s = min(cands, key=lambda x: (state[x].samples_done, x))
+        first = state[s].next_first
+        state[s].next_first += per
+        return s, first
+
+    in_flight: dict = {}
+
+    def _enough_in_flight(s):
+        # do not run far ahead of what a substation needs: at most `workers` shards each
+        return sum(1 for v in in_flight.values() if v[0] == s) >= max(1, workers)
+
+    total = settings.n_samples * len(subs)
+    done0 = sum(min(state[s].samples_done, settings.n_samples) for s in subs)
+    pbar = _progress_bar(total, done0, progress)
+
+    def on_result(s, first, n, ne):
+        before = min(state[s].samples_done, settings.n_samples)
+        state[s].completed[first] = (n, ne)
+        state[s].advance(per)
+        pbar.update(min(state[s].samples_done, settings.n_samples) - before)
+
+    try:
+        if workers <= 1:
+            while (task := next_task()) is not None:
+                s, first = task
+                path = folder / shard_name(settings, s, first)
+                _, _, n, _ = _run_task(settings, s, first, n_scenarios, str(path))
+                on_result(s, first, n, per)
+        else:
+            ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                while True:
+                    while len(in_flight) < 2 * workers and (task := next_task()) is not None:
+                        s, first = task
+                        path = folder / shard_name(settings, s, first)
+                        fut = pool.submit(_run_task, settings, s, first, n_scenarios, str(path))
+                        in_flight[fut] = (s, first)
+                    if not in_flight:
+                        break
+                    finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        s, first = in_flight.pop(fut)
+                        _, _, n, _ = fut.result()
+                        on_result(s, first, n, per)
+    finally:
+        pbar.close()
+    return load_collection(folder, settings)
+
+
+def _progress_bar(total, initial, enabled):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc="collect",
+        unit="sample",
+        disable=not enabled,
+        dynamic_ncols=True,
+        mininterval=0.5,
+    )
+
+
+def load_collection(folder: str | Path, settings: CollectSettings) -> dict[int, Transitions]:
+    """Assemble each substation's dataset from the shards (episode order, truncated)."""
+    folder = Path(folder)
+    fp = settings.fingerprint()
+    env = _worker_env(settings.spec)
+    names = state_names(env, settings.attributes)
+    out = {}
+    for s in settings.substations:
+        from distributed_grid2op.grid import substation_topology, unitary_topologies
+
+        vectors = np.array([substation_topology(a, s, env) for a in unitary_topologies(env, s)])
+        parts, count, n_ep = [], 0, 0
+        first = 0
+        while first < settings.n_episodes and count < settings.n_samples:
+            path = folder / shard_name(settings, s, first)
+            if not path.is_file():
+                break
+            data = read_shard(path, fp)
+            lengths = data["episode_lengths"]
+            if (
+                bool(data.get("truncated", False))
+                and count + len(data["action_raw"]) < settings.n_samples
+            ):
+                raise UserError(
+                    f"shard {path} was collected for --samples {int(data['budget'])}; "
+                    "use a new output folder for more samples"
+                )
+            keep_eps = min(len(lengths), settings.n_episodes - first)
+            n_keep = int(np.sum(lengths[:keep_eps]))
+            parts.append({k: data[k][:n_keep] for k in _ARRAYS})
+            count += n_keep
+            n_ep += keep_eps
+            first += settings.episodes_per_shard
+        if parts:
+            cat = {k: np.concatenate([p[k] for p in parts]) for k in _ARRAYS}
+        else:
+            width = len(names)
+            cat = {k: np.zeros((0, width) if "state" in k else 0) for k in _ARRAYS}
+        n = min(count, settings.n_samples)
+        if n:
+            n_ep = int(cat["episode_id"][n - 1]) + 1
+        out[s] = _make_transitions(
+            s,
+            cat["state"][:n].astype(np.float32),
+            cat["next_state"][:n].astype(np.float32),
+            cat["action_raw"][:n].astype(np.int32),
+            cat["terminal"][:n].astype(bool),
+            cat["episode_id"][:n].astype(np.int32),
+            n_ep,
+            names,
+            vectors,
+        )
+    return out
+
+
+def save_dataset(path: str | Path, data: Transitions, metadata: dict) -> Path:
+    """Write one substation's dataset in the ARCHITECTURE transition format (+ JSON sidecar)."""
+    path = Path(path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(
+                f,
+                state=data.state,
+                next_state=data.next_state,
+                action=data.action[:, None],
+                action_raw=data.action_raw,
+                terminal=data.terminal,
+                state_names=np.array(data.state_names),
+                action_names=np.array([f"sub{data.substation}"]),
+                episode_id=data.episode_id,
+                seed=np.int64(metadata.get("seed", -1)),
+            )
+    write_json(path.with_suffix(".json"), metadata)
+    return path
+
+
+def settings_dict(settings: CollectSettings) -> dict:
+    """JSON-friendly settings (for summaries)."""
+    d = asdict(settings)
+    d["spec"] = settings.spec.to_dict()
+    return d
+
+
+def cpu_count() -> int:
+    """Usable cores (affinity-aware)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1

@@ -1,0 +1,641 @@
+"""Collection -> mutual information -> factorization -> outputs, for one grid2op env.
+
+`run(PipelineConfig(...))` writes into ``config.out``: ``shards/`` (transitions),
+``mi.npy``, ``shuffled_mi.npy``, ``unbiased_mi.npy`` (n_line x n_sub, nats; columns of
+substations that are not controllable stay 0, as in the thesis), ``factorization.json``
+(every line and substation assigned), one ``factorization_q<q>.json`` per thesis quantile,
+figures and ``summary.md`` with stage timings and the agreement with the topology baseline
+(Louvain communities of the substation graph) and, for case14, the thesis partition.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from clustering.power_grid.collect import CollectSettings, Transitions, collect, cpu_count
+from distributed_grid2op.envs import EnvSpec, env_metadata, make_env, n_scenarios, quiet_grid2op
+from distributed_grid2op.errors import UserError
+from distributed_grid2op.io import ensure_writable_dir, write_json, write_text
+
+DEFAULT_ENV = "l2rpn_case14_sandbox"
+#: Below this many transitions a substation's MI column is mostly noise (k = N/20 < 50).
+MIN_SAMPLES = 1000
+METHODS = ("spectral", "spectral-eigengap", "components", "auto-threshold")
+#: Below this bipartite modularity the best co-clustering is no decomposition (one cluster).
+MIN_MODULARITY = 0.05
+DEFAULT_METHOD = "spectral"
+DEFAULT_MODE = "thesis"
+THESIS_ENV = "l2rpn_case14_sandbox"
+
+
+@dataclass
+class PipelineConfig:
+    """Settings of one run; the defaults are the thesis' numbers with our mode and method."""
+
+    env: str = DEFAULT_ENV
+    out: Path = Path("runs/power_grid")
+    n_episodes: int = 1000
+    n_samples: int = 50_000
+    quantiles: tuple[float, ...] = (0.7,)
+    n_permutations: int = 5
+    k: float | int = 0.05
+    seed: int = 29
+    workers: int = 0  # 0 = all usable cores
+    method: str = DEFAULT_METHOD
+    mode: str = DEFAULT_MODE
+    drop_terminal: bool = False
+    compare_terminal: bool = True
+    resume: bool = False
+    thermal_limit_scale: float = 1.0
+    attributes: tuple[str, ...] = ("rho",)
+    max_steps: int | None = None
+    episodes_per_shard: int = 10
+    min_samples: int = MIN_SAMPLES
+    progress: bool = True
+    label: str = "default"
+    timings: dict = field(default_factory=dict)
+
+    def validate(self):
+        if not self.quantiles:
+            raise UserError("at least one quantile is needed")
+        for q in self.quantiles:
+            if not 0.0 <= float(q) < 1.0:
+                raise UserError(f"quantile must be in [0, 1), got {q}")
+        if self.method not in METHODS:
+            raise UserError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.n_samples < 1 or self.n_episodes < 1:
+            raise UserError("--samples and --episodes must be at least 1")
+        if self.n_permutations < 1:
+            raise UserError("--permutations must be at least 1")
+        if isinstance(self.k, float) and not 0.0 < self.k < 1.0:
+            raise UserError(f"k must be an integer >= 1 or a fraction in (0, 1), got {self.k}")
+        if isinstance(self.k, int) and self.k < 1:
+            raise UserError(f"k must be an integer >= 1 or a fraction in (0, 1), got {self.k}")
+
+
+# --------------------------------------------------------------------------- MI stage
+
+
+def mi_columns(
+    data: dict[int, Transitions], n_line: int, n_sub: int, cfg: PipelineConfig, label="mi"
+):
+    """MI of every recorded state variable with each substation's action, and its null.
+
+    Returns (mi, shuffled_mi, unbiased_mi) of shape (n_vars, n_sub); columns of substations
+    without data stay 0. The null is the mean over ``n_permutations`` shuffles.
+    """
+    from clustering.mutual_info import mi_matrix, permutation_null, resolve_k
+
+    subs = sorted(data)
+    n_vars = data[subs[0]].next_state.shape[1]
+    mi = np.zeros((n_vars, n_sub))
+    null = np.zeros((n_vars, n_sub))
+    jobs = cfg.workers
+    bar = None
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(subs) * (1 + cfg.n_permutations), desc=label, unit="column")
+    try:
+        for s in subs:
+            d = data[s]
+            if len(d) < 3:
+                continue
+            try:
+                resolve_k(cfg.k, len(d))
+            except ValueError:
+                continue  # too few samples for this k: column left at 0 (reported)
+            x, a = d.next_state.astype(np.float64), d.action[:, None]
+            mi[:, s] = mi_matrix(x, a, k=cfg.k, n_jobs=jobs)[:, 0]
+            if bar is not None:
+                bar.update(1)
+            res = permutation_null(
+                x, a, k=cfg.k, n_permutations=cfg.n_permutations, seed=cfg.seed + s, n_jobs=jobs
+            )
+            null[:, s] = res.mean[:, 0]
+            if bar is not None:
+                bar.update(cfg.n_permutations)
+    finally:
+        if bar is not None:
+            bar.close()
+    bad = ~(np.isfinite(mi) & np.isfinite(null))
+    if bad.any():
+        # Mixed-KSG returns inf for a (near-)constant line loading (e.g. a line that carries
+        # no flow, std ~1e-7): no information either way, so 0 in every matrix
+        warnings.warn(
+            f"{int(bad.sum())} non-finite MI estimate(s) (near-constant variables) set to 0",
+            stacklevel=2,
+        )
+        mi[bad] = 0.0
+        null[bad] = 0.0
+    return mi, null, mi - null
+
+
+# --------------------------------------------------------------------------- factorization
+
+
+def factorize(unbiased: np.ndarray, columns: list[int], method: str, quantile: float, seed: int):
+    """Blocks of the (lines x controllable substations) matrix; columns re-indexed to subs."""
+    from clustering.factorization import block_diagonalize
+
+    m = unbiased[:, columns]
+    if method == "spectral":
+        fac = spectral_by_modularity(m, seed)
+    elif method == "spectral-eigengap":
+        fac = block_diagonalize(m, method="spectral", random_state=seed)
+    elif method == "auto-threshold":
+        fac = block_diagonalize(m, method="auto-threshold")
+    else:
+        fac = block_diagonalize(m, quantile=quantile, method="components")
+    return fac
+
+
+def spectral_by_modularity(matrix: np.ndarray, seed: int = 0, max_clusters: int = 8):
+    """Spectral co-clustering of the clipped matrix with the number of blocks that maximises
+    the weighted bipartite modularity (Barber 2007), tried from 2 to ``max_clusters``.
+
+    The eigengap of the normalised matrix picks 1 block whenever a few noisy columns make the
+    leading singular values flat; modularity compares the actual partitions instead. A best
+    modularity below `MIN_MODULARITY` means no decomposition: one block.
+    """
+    from clustering.factorization import Factorization, bipartite_modularity, block_diagonalize
+
+    n_max = min(max_clusters, *matrix.shape)
+    best = None
+    scores = {}
+    for n in range(2, n_max + 1):
+        fac = block_diagonalize(matrix, method="spectral", n_clusters=n, random_state=seed)
+        if any(not c for c in fac.col_groups):
+            continue  # a block without any input is not a sub-problem
+        q = bipartite_modularity(matrix, fac.row_labels(), fac.col_labels())
+        scores[n] = round(q, 4)
+        if best is None or q > best[0] + 1e-9:
+            best = (q, fac)
+    if best is None or best[0] < MIN_MODULARITY:
+        n_r, n_c = matrix.shape
+        fac = Factorization([list(range(n_r))], [list(range(n_c))], "spectral")
+        q = 0.0 if best is None else best[0]
+    else:
+        q, fac = best
+    fac.method = "spectral"
+    fac.params = {
+        "n_clusters": fac.n_blocks,
+        "selection": "bipartite modularity",
+        "modularity": round(float(q), 4),
+        "modularity_by_n": scores,
+        "random_state": seed,
+    }
+    return fac
+
+
+def complete_assignment(env, fac, columns: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster of every substation and every line from blocks over (lines, ``columns``).
+
+    Clusters are the blocks holding at least one controllable substation. A line in a block
+    without substation joins the cluster of its origin (else extremity) substation; a
+    substation not in the matrix joins the cluster owning most of its lines (ties: lowest
+    cluster). Repeated until stable; anything left joins cluster 0.
+    """
+    from distributed_grid2op.grid import line_endpoints
+
+    n_line, n_sub = int(env.n_line), int(env.n_sub)
+    sub_c = -np.ones(n_sub, int)
+    line_c = -np.ones(n_line, int)
+    blocks = [(r, c) for r, c in zip(fac.row_groups, fac.col_groups) if c]
+    for b, (rows, cols) in enumerate(blocks):
+        for j in cols:
+            sub_c[columns[j]] = b
+        for i in rows:
+            if i < n_line:
+                line_c[i] = b
+    orig, ext = line_endpoints(env)
+    changed = True
+    while changed:
+        changed = False
+        for s in np.flatnonzero(sub_c < 0):
+            mine = line_c[(orig == s) | (ext == s)]
+            mine = mine[mine >= 0]
+            if mine.size:
+                sub_c[s] = int(np.argmax(np.bincount(mine)))
+                changed = True
+        for ln in np.flatnonzero(line_c < 0):
+            for s in (orig[ln], ext[ln]):
+                if sub_c[s] >= 0:
+                    line_c[ln] = sub_c[s]
+                    changed = True
+                    break
+    sub_c[sub_c < 0] = 0
+    line_c[line_c < 0] = 0
+    # renumber clusters in order of their smallest substation (a stable layout)
+    order = sorted(
+        set(sub_c.tolist()) | set(line_c.tolist()),
+        key=lambda c: (np.flatnonzero(sub_c == c).min(initial=n_sub), c),
+    )
+    remap = {c: i for i, c in enumerate(order)}
+    return np.array([remap[c] for c in sub_c]), np.array([remap[c] for c in line_c])
+
+
+def factorization_document(env_name, method, params, sub_c, line_c) -> dict:
+    """``factorization.json`` content (format 1) from complete labels."""
+    clusters = []
+    for c in range(int(max(sub_c.max(), line_c.max())) + 1):
+        clusters.append(
+            {
+                "substations": np.flatnonzero(sub_c == c).tolist(),
+                "lines": np.flatnonzero(line_c == c).tolist(),
+            }
+        )
+    return {"format": 1, "env": env_name, "method": method, "params": params, "clusters": clusters}
+
+
+def louvain_baseline(env, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Topology-only baseline: Louvain communities of the substation graph (lines join the
+    community of their origin substation)."""
+    import networkx as nx
+
+    from distributed_grid2op.grid import line_endpoints, substation_graph
+
+    comms = nx.community.louvain_communities(substation_graph(env), seed=seed)
+    sub_c = np.zeros(int(env.n_sub), int)
+    for c, members in enumerate(sorted(comms, key=min)):
+        sub_c[list(members)] = c
+    orig, _ = line_endpoints(env)
+    return sub_c, sub_c[orig]
+
+
+def _labels_of(fact_file, n_sub, n_line):
+    sub_c = np.zeros(n_sub, int)
+    line_c = np.zeros(n_line, int)
+    for c, cl in enumerate(fact_file.clusters):
+        sub_c[list(cl.substations)] = c
+        line_c[list(cl.lines)] = c
+    return sub_c, line_c
+
+
+def agreement(sub_a, line_a, sub_b, line_b) -> dict:
+    """Adjusted Rand index between two complete partitions (substations, lines)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    return {
+        "ari_substations": float(adjusted_rand_score(sub_a, sub_b)),
+        "ari_lines": float(adjusted_rand_score(line_a, line_b)),
+    }
+
+
+# --------------------------------------------------------------------------- driver
+
+
+class _Timer:
+    def __init__(self, store: dict):
+        self.store = store
+
+    def __call__(self, name):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.store[name] = timer.store.get(name, 0.0) + time.perf_counter() - self.t0
+
+        return _Ctx()
+
+
+def _decompose(env, env_name, unbiased, columns, cfg: PipelineConfig, method: str, quantile: float):
+    fac = factorize(unbiased, columns, method, quantile, cfg.seed)
+    sub_c, line_c = complete_assignment(env, fac, columns)
+    params = {k: v for k, v in fac.params.items() if isinstance(v, (int, float, str, bool, dict))}
+    params.update(
+        {
+            "mode": cfg.mode,
+            "k": cfg.k,
+            "n_samples": cfg.n_samples,
+            "n_permutations": cfg.n_permutations,
+            "drop_terminal": cfg.drop_terminal,
+            "seed": cfg.seed,
+        }
+    )
+    name = {"components": "quantile-threshold-components"}.get(method, method)
+    return fac, sub_c, line_c, factorization_document(env_name, name, params, sub_c, line_c)
+
+
+def run(cfg: PipelineConfig) -> dict:
+    """Run the whole pipeline; return the summary dict (also written as JSON and markdown)."""
+    cfg.validate()
+    from distributed_grid2op.factorization_file import load_factorization, parse_factorization
+    from distributed_grid2op.grid import controllable_substations
+
+    out = ensure_writable_dir(cfg.out)
+    timer = _Timer(cfg.timings)
+    t_start = time.perf_counter()
+    workers = cfg.workers or cpu_count()
+    cfg.workers = workers
+    notes: list[str] = []
+
+    with timer("env"), quiet_grid2op():
+        env = make_env(cfg.env, thermal_limit_scale=cfg.thermal_limit_scale)
+        meta = env_metadata(env)
+        env_name = Path(str(cfg.env)).name if Path(str(cfg.env)).is_dir() else str(cfg.env)
+        if not env.action_space.supports_type("set_bus"):
+            raise UserError(
+                f"{cfg.env}: its action space has no set-bus topology actions to explore"
+            )
+        subs = controllable_substations(env)
+        if len(subs) < 2:
+            raise UserError(
+                f"{cfg.env} has {len(subs)} controllable substation(s): nothing to factorize"
+            )
+        scen = n_scenarios(env)
+    if scen < cfg.n_episodes:
+        notes.append(
+            f"the env has {scen} scenario(s) for up to {cfg.n_episodes} episodes per substation: "
+            "episodes cycle through them with distinct env and agent seeds"
+        )
+        print(f"note: {notes[-1]}")
+
+    spec = EnvSpec(
+        str(meta.get("env_path") or cfg.env), thermal_limit_scale=cfg.thermal_limit_scale
+    )
+    settings = CollectSettings(
+        spec=spec,
+        substations=tuple(subs),
+        n_episodes=cfg.n_episodes,
+        n_samples=cfg.n_samples,
+        mode=cfg.mode,
+        attributes=cfg.attributes,
+        seed=cfg.seed,
+        max_steps=cfg.max_steps,
+        episodes_per_shard=cfg.episodes_per_shard,
+    )
+    with timer("collect"):
+        data = collect(
+            settings,
+            out / "shards",
+            workers=workers,
+            resume=cfg.resume,
+            progress=cfg.progress,
+            n_scenarios=scen,
+        )
+    counts = {s: len(d) for s, d in data.items()}
+    low = [s for s, n in counts.items() if n < min(cfg.min_samples, cfg.n_samples)]
+    for s in low:
+        msg = (
+            f"substation {s} has only {counts[s]} transitions (< {cfg.min_samples}): its MI column is "
+            "noisy; raise --episodes or use --mode simulate"
+        )
+        print(f"warning: {msg}", file=sys.stderr)
+        notes.append(msg)
+    terminal_share = {s: float(d.terminal.mean()) if len(d) else 0.0 for s, d in data.items()}
+    used = {s: d.drop_terminal() for s, d in data.items()} if cfg.drop_terminal else data
+
+    n_line, n_sub = int(env.n_line), int(env.n_sub)
+    with timer("mutual information + null"):
+        mi, shuffled, unbiased = mi_columns(used, n_line, n_sub, cfg)
+    np.save(out / "mi.npy", mi)
+    np.save(out / "shuffled_mi.npy", shuffled)
+    np.save(out / "unbiased_mi.npy", unbiased)
+    rows_are_lines = list(cfg.attributes) == ["rho"]
+    columns = [s for s in subs if np.any(mi[:, s] != 0)]
+    if len(columns) < 2:
+        raise UserError(
+            "fewer than two substations have enough transitions for the MI estimate; raise --samples"
+        )
+
+    results = {}
+    with timer("factorization"):
+        if not rows_are_lines:
+            raise UserError(
+                "factorization.json needs line loadings: use the default attributes ('rho')"
+            )
+        fac, sub_c, line_c, doc = _decompose(
+            env, env_name, unbiased, columns, cfg, cfg.method, cfg.quantiles[0]
+        )
+        path = write_json(out / "factorization.json", doc)
+        load_factorization(path, env=env)  # validated: every line and substation once
+        results["main"] = (fac, sub_c, line_c, doc)
+        for q in cfg.quantiles:
+            qfac, qs, ql, qdoc = _decompose(env, env_name, unbiased, columns, cfg, "components", q)
+            write_json(out / f"factorization_q{q:g}.json", qdoc)
+            parse_factorization(qdoc, n_sub=n_sub, n_line=n_line)
+            results[f"q{q:g}"] = (qfac, qs, ql, qdoc)
+        base_s, base_l = louvain_baseline(env, cfg.seed)
+        agree = {"louvain": agreement(sub_c, line_c, base_s, base_l)}
+        thesis = None
+        if env_name == THESIS_ENV or Path(str(meta.get("env_path", ""))).name == THESIS_ENV:
+            thesis = _labels_of(load_factorization(None), n_sub, n_line)
+            agree["thesis"] = agreement(sub_c, line_c, *thesis)
+        for key, (_, qs, ql, _) in results.items():
+            if key != "main" and thesis is not None:
+                agree[f"thesis_{key}"] = agreement(qs, ql, *thesis)
+
+    comparison = None
+    if cfg.compare_terminal and any(d.terminal.any() for d in data.values()):
+        with timer("terminal comparison"):
+            other = (
+                {s: d.drop_terminal() for s, d in data.items()} if not cfg.drop_terminal else data
+            )
+            _, _, unb2 = mi_columns(other, n_line, n_sub, cfg, label="mi (terminal variant)")
+            cols2 = [s for s in subs if np.any(unb2[:, s] != 0)]
+            if len(cols2) >= 2:
+                _, s2, l2, doc2 = _decompose(
+                    env, env_name, unb2, cols2, cfg, cfg.method, cfg.quantiles[0]
+                )
+                comparison = {
+                    "variant": "terminal transitions dropped"
+                    if not cfg.drop_terminal
+                    else "terminal transitions kept",
+                    "clusters": doc2["clusters"],
+                    "vs_main": agreement(sub_c, line_c, s2, l2),
+                }
+                if thesis is not None:
+                    comparison["vs_thesis"] = agreement(s2, l2, *thesis)
+
+    with timer("figures"):
+        figures = _figures(out, env, mi, unbiased, columns, results, sub_c, line_c, cfg)
+
+    cfg.timings["total"] = time.perf_counter() - t_start
+    summary = {
+        "env": env_name,
+        "env_metadata": meta,
+        "mode": cfg.mode,
+        "method": doc["method"],
+        "settings": {
+            "n_episodes": cfg.n_episodes,
+            "n_samples": cfg.n_samples,
+            "quantiles": list(cfg.quantiles),
+            "n_permutations": cfg.n_permutations,
+            "k": cfg.k,
+            "seed": cfg.seed,
+            "workers": workers,
+            "drop_terminal": cfg.drop_terminal,
+            "label": cfg.label,
+            "thermal_limit_scale": cfg.thermal_limit_scale,
+        },
+        "controllable_substations": subs,
+        "samples": {int(s): int(n) for s, n in counts.items()},
+        "episodes": {int(s): int(d.n_episodes) for s, d in data.items()},
+        "terminal_share": {int(s): round(v, 4) for s, v in terminal_share.items()},
+        "clusters": doc["clusters"],
+        "factorization_params": doc["params"],
+        "quantile_clusters": {k: v[3]["clusters"] for k, v in results.items() if k != "main"},
+        "agreement": agree,
+        "terminal_comparison": comparison,
+        "timings_s": {k: round(v, 2) for k, v in cfg.timings.items()},
+        "notes": notes,
+        "figures": figures,
+    }
+    write_json(out / "summary.json", summary)
+    write_text(out / "summary.md", summary_markdown(summary))
+    env.close()
+    return summary
+
+
+def _figures(out, env, mi, unbiased, columns, results, sub_c, line_c, cfg) -> list[str]:
+    from clustering.plots import plot_binarized, plot_blocks, plot_mi_heatmap
+    from clustering.power_grid.figures import plot_grid_clusters
+
+    rows = [f"line {i}" for i in range(mi.shape[0])]
+    cols = [f"sub {s}" for s in columns]
+    fig_dir = out / "figures"
+    files = [
+        plot_mi_heatmap(
+            mi[:, columns], fig_dir / "mi.png", rows, cols, title="MI(line loading', action) (nats)"
+        ),
+        plot_mi_heatmap(
+            unbiased[:, columns],
+            fig_dir / "unbiased_mi.png",
+            rows,
+            cols,
+            title="unbiased MI = MI - shuffled MI (nats)",
+        ),
+        plot_blocks(
+            unbiased[:, columns],
+            results["main"][0],
+            fig_dir / "blocks.png",
+            rows,
+            cols,
+            title=f"blocks ({results['main'][3]['method']})",
+        ),
+        plot_grid_clusters(
+            env,
+            sub_c,
+            line_c,
+            fig_dir / "grid_clusters.png",
+            title=f"{results['main'][3]['method']} clusters ({cfg.mode} mode)",
+        ),
+    ]
+    for key, (fac, _, _, _) in results.items():
+        if key == "main":
+            continue
+        files.append(
+            plot_binarized(
+                fac.binary,
+                fig_dir / f"binarized_{key}.png",
+                rows,
+                cols,
+                title=f"binarized at column quantile {key[1:]}",
+            )
+        )
+        files.append(
+            plot_blocks(
+                unbiased[:, columns],
+                fac,
+                fig_dir / f"blocks_{key}.png",
+                rows,
+                cols,
+                title=f"components at quantile {key[1:]}",
+            )
+        )
+    return [str(Path(f).relative_to(out)) for f in files]
+
+
+def _fmt_clusters(clusters) -> str:
+    return "\n".join(f"| {i} | {c['substations']} | {c['lines']} |" for i, c in enumerate(clusters))
+
+
+def summary_markdown(s: dict) -> str:
+    """Human-readable `summary.md`."""
+    st = s["settings"]
+    lines = [
+        f"# Power-grid factorization: {s['env']}",
+        "",
+        f"Mode **{s['mode']}**, method **{s['method']}**, k = {st['k']}, "
+        f"{st['n_permutations']} shuffle(s) in the null, seed {st['seed']}, {st['workers']} worker(s), "
+        f"thermal limits x {st['thermal_limit_scale']}, terminal transitions "
+        f"{'dropped' if st['drop_terminal'] else 'kept'}.",
+        "",
+        "## Clusters (factorization.json)",
+        "",
+        "| cluster | substations | lines |",
+        "|---|---|---|",
+        _fmt_clusters(s["clusters"]),
+        "",
+        "## Agreement (adjusted Rand index, 1 = identical)",
+        "",
+        "| compared with | substations | lines |",
+        "|---|---|---|",
+    ]
+    for key, a in s["agreement"].items():
+        lines.append(f"| {key} | {a['ari_substations']:.3f} | {a['ari_lines']:.3f} |")
+    lines += [
+        "",
+        "`louvain`: topology-only baseline (Louvain communities of the substation graph); "
+        "`thesis`: the partition the thesis trained on (case14 only); `thesis_q<q>`: the "
+        "thesis method (column quantile + connected components) on the same matrix.",
+        "",
+    ]
+    lines += [
+        "## Samples per controllable substation",
+        "",
+        "| substation | transitions | episodes | terminal share |",
+        "|---|---|---|---|",
+    ]
+    for sub, n in s["samples"].items():
+        lines.append(f"| {sub} | {n} | {s['episodes'][sub]} | {s['terminal_share'][sub]:.3f} |")
+    lines += ["", "## Thesis method (quantile + connected components)", ""]
+    for key, clusters in s["quantile_clusters"].items():
+        sizes = [(len(c["substations"]), len(c["lines"])) for c in clusters]
+        lines.append(
+            f"- quantile {key[1:]}: {len(clusters)} cluster(s), (substations, lines) per cluster {sizes}"
+        )
+    comp = s.get("terminal_comparison")
+    lines += ["", "## Terminal transitions", ""]
+    if comp:
+        lines.append(
+            f"Same method with {comp['variant']}: ARI vs main substations "
+            f"{comp['vs_main']['ari_substations']:.3f}, lines {comp['vs_main']['ari_lines']:.3f}"
+            + (
+                f"; vs thesis substations {comp['vs_thesis']['ari_substations']:.3f}, lines "
+                f"{comp['vs_thesis']['ari_lines']:.3f}"
+                if "vs_thesis" in comp
+                else ""
+            )
+            + "."
+        )
+        lines += [
+            "",
+            "| cluster | substations | lines |",
+            "|---|---|---|",
+            _fmt_clusters(comp["clusters"]),
+        ]
+    else:
+        lines.append("No terminal transitions in the data (or comparison disabled).")
+    lines += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in s["timings_s"].items()]
+    if s["notes"]:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in s["notes"]]
+    lines += ["", "Figures: " + ", ".join(f"`{f}`" for f in s["figures"]), ""]
+    return "\n".join(lines)
+
+
+def load_summary(out) -> dict:
+    """Read ``summary.json`` of an earlier run."""
+    return json.loads((Path(out) / "summary.json").read_text())
