@@ -23,17 +23,32 @@ from distributed_grid2op.io import ensure_writable_dir, write_json, write_text
 
 EXPERIMENTS = ("synthetic", "factorization", "training")
 PROFILES = ("quick", "full")
-PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "grid2op", "lightsim2grid", "pandas", "numba")
+PACKAGES = (
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "torch",
+    "grid2op",
+    "lightsim2grid",
+    "pandas",
+    "numba",
+)
 
 
 def load_config(experiment: str, profile: str, path: str | Path | None = None) -> dict:
     """The TOML config of ``experiment`` at ``profile`` (or the file at ``path``)."""
     if experiment not in EXPERIMENTS:
-        raise UserError(f"unknown experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)}")
+        raise UserError(
+            f"unknown experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)}"
+        )
     if path is None:
         if profile not in PROFILES:
             raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-        text = resources.files("experiments").joinpath(f"configs/{experiment}_{profile}.toml").read_text()
+        text = (
+            resources.files("experiments")
+            .joinpath(f"configs/{experiment}_{profile}.toml")
+            .read_text()
+        )
         source = f"experiments/configs/{experiment}_{profile}.toml"
     else:
         source = str(path)
@@ -58,7 +73,11 @@ def config_hash(cfg: dict) -> str:
 
 def versions() -> dict:
     """Versions of Python, the key packages and the machine, for every report."""
-    out = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
+    out = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
     for name in PACKAGES:
         try:
             out[name] = metadata.version(name)

@@ -30,9 +30,16 @@ def run(run: Run, n_jobs: int = -1, progress: bool = True) -> None:
         mdp = _mdp(spec, seed)
         with run.stage(f"{spec['name']}: MI + factorizations"):
             summary = run_experiment(
-                spec["name"], mdp, run.root, int(spec["steps"]), k=cfg["k"],
-                n_permutations=int(cfg["n_permutations"]), seed=seed, n_jobs=n_jobs,
-                progress=progress, quantiles=np.asarray(cfg["quantiles"]),
+                spec["name"],
+                mdp,
+                run.root,
+                int(spec["steps"]),
+                k=cfg["k"],
+                n_permutations=int(cfg["n_permutations"]),
+                seed=seed,
+                n_jobs=n_jobs,
+                progress=progress,
+                quantiles=np.asarray(cfg["quantiles"]),
             )
         folder = run.root / spec["name"]
         rows = json.loads((folder / "recovery.json").read_text())
@@ -41,8 +48,14 @@ def run(run: Run, n_jobs: int = -1, progress: bool = True) -> None:
         for q in cfg["figure_quantiles"]:
             fac = block_diagonalize(unbiased, quantile=float(q))
             path = folder / f"blocks_q{q:.2f}.png"
-            plot_blocks(unbiased, fac, path, mdp.state_names, mdp.action_names,
-                        title=f"{spec['name']}: quantile {q:.2f}, {fac.n_blocks} blocks")
+            plot_blocks(
+                unbiased,
+                fac,
+                path,
+                mdp.state_names,
+                mdp.action_names,
+                title=f"{spec['name']}: quantile {q:.2f}, {fac.n_blocks} blocks",
+            )
             figures.append(path)
         auto = summary["auto"]
         run.numbers[spec["name"]] = {
@@ -50,10 +63,23 @@ def run(run: Run, n_jobs: int = -1, progress: bool = True) -> None:
             "true_blocks": mdp.blocks,
             "exact_quantiles": summary["exact_quantiles"],
             "auto": {k: auto[k] for k in ("param", "blocks", "ari_rows", "ari_cols")},
-            "recovery": [{k: r[k] for k in ("method", "param", "blocks", "ari_rows", "ari_cols")} for r in rows],
+            "recovery": [
+                {k: r[k] for k in ("method", "param", "blocks", "ari_rows", "ari_cols")}
+                for r in rows
+            ],
         }
-        table = markdown_table([{"method": r["method"], "parameter": r["param"], "blocks": r["blocks"],
-                                 "ARI rows": r["ari_rows"], "ARI cols": r["ari_cols"]} for r in rows])
+        table = markdown_table(
+            [
+                {
+                    "method": r["method"],
+                    "parameter": r["param"],
+                    "blocks": r["blocks"],
+                    "ARI rows": r["ari_rows"],
+                    "ARI cols": r["ari_cols"],
+                }
+                for r in rows
+            ]
+        )
         exact = ", ".join(summary["exact_quantiles"]) or "none"
         run.section(
             f"Synthetic MDP '{spec['name']}' ({mdp.n_state} state x {mdp.n_action} action variables, "

@@ -36,7 +36,9 @@ def test_shipped_configs_load_for_every_experiment_and_profile():
             cfg = load_config(experiment, profile)
             assert cfg["seed"] == (29 if experiment == "factorization" else 90566)
             assert cfg["profile"] == profile
-        assert config_hash(load_config(experiment, "quick")) != config_hash(load_config(experiment, "full"))
+        assert config_hash(load_config(experiment, "quick")) != config_hash(
+            load_config(experiment, "full")
+        )
 
 
 def test_bad_config_is_a_user_error(tmp_path):
@@ -67,9 +69,16 @@ def test_synthetic_rerun_is_identical_and_changed_config_gets_new_folder(tmp_pat
 
 
 def test_cli_bad_experiment_and_config_exit_2(tmp_path):
-    for args in (["nope"], ["all", "--config", "x.toml"], ["synthetic", "--config", str(tmp_path / "missing.toml")]):
-        proc = subprocess.run([sys.executable, "-m", "experiments.reproduce", *args, "--out", str(tmp_path)],
-                              capture_output=True, text=True)
+    for args in (
+        ["nope"],
+        ["all", "--config", "x.toml"],
+        ["synthetic", "--config", str(tmp_path / "missing.toml")],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "experiments.reproduce", *args, "--out", str(tmp_path)],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("error:") and proc.stderr.count("\n") == 1
 

@@ -53,7 +53,9 @@ def test_import_has_no_side_effects(module, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("module", ["clustering.mutual_info", "clustering.factorization", "clustering.synthetic_data"])
+@pytest.mark.parametrize(
+    "module", ["clustering.mutual_info", "clustering.factorization", "clustering.synthetic_data"]
+)
 def test_domain_agnostic_core_does_not_import_grid2op(module):
     code = f"import sys, {module}; assert 'grid2op' not in sys.modules and 'distributed_grid2op' not in sys.modules"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -1,0 +1,50 @@
+"""Experiment 2: factorization of a grid from data (thesis: case14 sandbox, seed 29)."""
+
+from __future__ import annotations
+
+import json
+
+from clustering.power_grid.__main__ import main as power_grid_main
+from experiments._argv import to_argv
+from experiments.runs import Run, markdown_table
+
+
+def run(run: Run, progress: bool = True) -> None:
+    """Run each configured variant (ours, the thesis route) and compare their clusters."""
+    cfg = run.cfg
+    rows = []
+    for variant in cfg["variant"]:
+        name = variant["name"]
+        out = run.root / name
+        options = {**cfg["pipeline"], **{k: v for k, v in variant.items() if k != "name"}}
+        argv = to_argv({**options, "seed": cfg["seed"], "out": out, "no_progress": not progress})
+        with run.stage(f"{name}: collect + MI + factorize"):
+            code = power_grid_main(argv)
+        if code:
+            raise RuntimeError(f"power-grid pipeline failed for variant {name} (exit {code})")
+        summary = json.loads((out / "summary.json").read_text())
+        agree = summary["agreement"]
+        row = {
+            "variant": name,
+            "mode": summary["mode"],
+            "method": summary["method"],
+            "clusters": len(summary["clusters"]),
+            "ARI subs vs thesis": agree.get("thesis", {}).get("ari_substations", float("nan")),
+            "ARI lines vs thesis": agree.get("thesis", {}).get("ari_lines", float("nan")),
+            "ARI subs vs Louvain": agree["louvain"]["ari_substations"],
+            "min samples/substation": min(summary["samples"].values()),
+        }
+        rows.append(row)
+        run.numbers[name] = {
+            "clusters": summary["clusters"],
+            "agreement": agree,
+            "samples": summary["samples"],
+        }
+        figures = [out / f for f in summary["figures"] if (out / f).suffix == ".png"]
+        run.section(
+            f"Variant '{name}' ({summary['mode']} mode, {summary['method']})",
+            f"Clusters: {summary['clusters']}\n\nSamples per substation: {summary['samples']}. "
+            f"Full summary: `{name}/summary.md`.",
+            figures,
+        )
+    run.sections.insert(0, ("Agreement", markdown_table(rows, ".2f"), []))
