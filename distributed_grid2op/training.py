@@ -29,7 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distributed_grid2op.agents.hierarchical import META_FILE, HierarchicalAgent, load_agent
+from distributed_grid2op.agents.hierarchical import (
+    META_FILE,
+    HierarchicalAgent,
+    agent_from_metadata,
+    load_agent,
+)
 from distributed_grid2op.envs import EnvSpec
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.io import ensure_writable_dir, write_json, write_text
@@ -147,24 +152,6 @@ def _worker_episodes(weights: list, kept_actions, tasks: list[dict]) -> list[dic
     for learner, w in zip(agent.learners, weights):
         learner.net.load_state_dict(w)
     return [run_episode(agent, _WORKER["env"], **t) for t in tasks]
-
-
-def agent_from_metadata(meta: dict, env) -> HierarchicalAgent:
-    """An untrained agent with the same structure (weights come separately)."""
-    from distributed_grid2op.agents.ppo import PPOConfig
-    from distributed_grid2op.factorization_file import parse_factorization
-
-    fact = parse_factorization(meta["factorization"], n_sub=env.n_sub, n_line=env.n_line)
-    return HierarchicalAgent(
-        env,
-        fact,
-        complete_obs=meta["obs"]["complete_obs"],
-        danger=meta["danger"],
-        rank_by=meta["rank_by"],
-        config=PPOConfig.from_dict(meta["ppo"]),
-        seed=meta["seed"],
-        top_k=meta.get("top_k", 0),
-    )
 
 
 class Trainer:

@@ -233,6 +233,23 @@ def _checkpoint_dir(path: Path) -> Path:
     )
 
 
+def agent_from_metadata(meta: dict, env, source: str = "<memory>") -> HierarchicalAgent:
+    """An untrained agent with the structure saved in ``meta`` (weights come separately)."""
+    fact = parse_factorization(
+        meta["factorization"], n_sub=env.n_sub, n_line=env.n_line, source=source
+    )
+    return HierarchicalAgent(
+        env,
+        fact,
+        complete_obs=meta["obs"]["complete_obs"],
+        danger=meta["danger"],
+        rank_by=meta["rank_by"],
+        config=PPOConfig.from_dict(meta["ppo"]),
+        seed=meta["seed"],
+        top_k=meta.get("top_k", 0),
+    )
+
+
 def load_agent(path, env) -> HierarchicalAgent:
     """Load the agent in ``path``: a checkpoint folder, or a training output folder (its
     ``final/`` checkpoint, else the latest of ``checkpoints/``).
@@ -265,19 +282,7 @@ def load_agent(path, env) -> HierarchicalAgent:
                 f"agent trained with {key}={saved.get(key)!r}, evaluated with {here_meta[key]!r}",
                 stacklevel=2,
             )
-    fact = parse_factorization(
-        meta["factorization"], n_sub=env.n_sub, n_line=env.n_line, source=str(ckpt)
-    )
-    agent = HierarchicalAgent(
-        env,
-        fact,
-        complete_obs=meta["obs"]["complete_obs"],
-        danger=meta["danger"],
-        rank_by=meta["rank_by"],
-        config=PPOConfig.from_dict(meta["ppo"]),
-        seed=meta["seed"],
-        top_k=meta.get("top_k", 0),
-    )
+    agent = agent_from_metadata(meta, env, source=str(ckpt))
     agent.centralized = bool(meta.get("centralized", False))
     agent.prune(meta.get("kept_actions"))
     sizes = (
