@@ -37,7 +37,9 @@ from numba import njit
 from scipy.spatial import cKDTree
 from scipy.special import digamma
 
-#: Offset below rho_i for the marginal counts (as in the thesis' evaluation of Mixed-KSG).
+#: Offset below rho_i for the marginal counts (as in the thesis' evaluation of Mixed-KSG);
+#: the radius is clamped at 0, so a point always counts itself even when rho_i < OFFSET
+#: (near-constant variables, spacing ~1e-21), which would otherwise give psi(0) = -inf.
 OFFSET = 1e-20
 #: y columns with at most this many distinct values use the same-value shortcut.
 MAX_CLASSES = 512
@@ -111,8 +113,8 @@ def _mixed_ksg_reference(x, y, k: int = 5, points=None) -> float:
             ny = len(t_y.query_ball_point(y[i], 0.0, p=np.inf))
         else:
             ki = k
-            nx = len(t_x.query_ball_point(x[i], rho - OFFSET, p=np.inf))
-            ny = len(t_y.query_ball_point(y[i], rho - OFFSET, p=np.inf))
+            nx = len(t_x.query_ball_point(x[i], max(rho - OFFSET, 0.0), p=np.inf))
+            ny = len(t_y.query_ball_point(y[i], max(rho - OFFSET, 0.0), p=np.inf))
         total += digamma(ki) + math.log(n) - digamma(nx) - digamma(ny)
     return total / len(points)
 
@@ -565,7 +567,7 @@ def _ksg_counts_1d(x, y, k, cls, cls_gap, use_classes, max_newton=16, max_scan=4
             nx[i] = _count_1d(xs, xi, px, 0.0)
             ny[i] = _count_1d(ys, yi, py, 0.0)
         else:
-            thr = rho - 1e-20
+            thr = max(rho - OFFSET, 0.0)
             kk[i] = k
             nx[i] = _count_1d(xs, xi, px, thr)
             ny[i] = _count_1d(ys, yi, py, thr)
@@ -620,7 +622,7 @@ def _counts_kdtree(x: np.ndarray, y: np.ndarray, k: int):
     xy = np.hstack([x, y])
     rho = cKDTree(xy).query(xy, k=[k + 1], p=np.inf)[0][:, 0]
     tie = rho == 0
-    r = np.where(tie, 0.0, rho - OFFSET)
+    r = np.where(tie, 0.0, np.maximum(rho - OFFSET, 0.0))
     kk = np.where(tie, cKDTree(xy).query_ball_point(xy, 0.0, p=np.inf, return_length=True), k)
     nx = cKDTree(x).query_ball_point(x, r, p=np.inf, return_length=True)
     ny = cKDTree(y).query_ball_point(y, r, p=np.inf, return_length=True)

@@ -205,50 +205,66 @@ def _is_group(log: pd.DataFrame, col: str) -> bool:
     return bool(log.groupby(col).size().min() > 1)
 
 
-def plot_learning(log: pd.DataFrame, output, *, window: int | None = None) -> Path:
-    """Training curves: survived fraction and total reward per episode, smoothed.
+def plot_learning(
+    log: pd.DataFrame,
+    output,
+    *,
+    window: int | None = None,
+    hue: str | None = None,
+    spread: str | None = None,
+) -> Path:
+    """Training curves: survived fraction, safe fraction (steps before the first danger) and
+    total reward per episode, smoothed by a rolling mean.
 
-    Groups are the ``run`` column if it splits the log into several multi-episode curves,
-    else ``seed`` if it does (a per-episode seed does not); the line is the mean over groups
-    and the band their min-max.
+    One line per value of ``hue`` (e.g. the variant); within it, the line is the mean over the
+    curves of each value of ``spread`` (e.g. the training seed) and the band their min-max.
+    Without them: ``spread`` is the ``run`` column if it splits the log into several
+    multi-episode curves, else ``seed`` if it does (a per-episode seed does not).
     """
     plt = _plt()
-    group = next((c for c in ("run", "seed") if _is_group(log, c)), None)
-    log = log.assign(
-        survived_fraction=log["survived_steps"] / log["max_steps"].where(log["max_steps"] > 0)
-    )
-    window = window or max(1, len(log) // (20 * (log[group].nunique() if group else 1)))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, col, label in zip(
-        axes, ("survived_fraction", "total_reward"), ("survived fraction", "total reward")
-    ):
-        parts = [log] if group is None else [d for _, d in log.groupby(group)]
-        curves = [
-            pd.Series(d[col].to_numpy(float), index=np.arange(len(d)))
-            .rolling(window, min_periods=1)
-            .mean()
-            for d in parts
-        ]
-        wide = pd.concat(curves, axis=1)
-        x = wide.index.to_numpy() + 1
-        mean = wide.mean(axis=1).to_numpy()
-        (line,) = ax.plot(x, mean, lw=1.5, label="mean" if group else "smoothed")
-        if group:
-            ax.fill_between(x, wide.min(axis=1), wide.max(axis=1), color=line.get_color(), alpha=0.25, lw=0,
-                            label=f"min-max over {wide.shape[1]} {group}s")  # fmt: skip
-        else:
-            ax.plot(
-                x,
-                log[col].to_numpy(float),
-                ".",
-                ms=2,
-                alpha=0.3,
-                color=line.get_color(),
-                label="raw",
+    if spread is None and hue is None:
+        spread = next((c for c in ("run", "seed") if _is_group(log, c)), None)
+    denom = log["max_steps"].where(log["max_steps"] > 0)
+    log = log.assign(survived_fraction=log["survived_steps"] / denom)
+    if "safe_steps" in log.columns:
+        log = log.assign(safe_fraction=log["safe_steps"] / denom)
+    lines = [(None, log)] if hue is None else list(log.groupby(hue, sort=False))
+    keys = [k for k in (hue, spread) if k]
+    longest = int(log.groupby(keys).size().max()) if keys else len(log)
+    window = window or max(1, longest // 20)
+    panels = [(c, c.replace("_", " ")) for c in ("survived_fraction", "safe_fraction", "total_reward")
+              if c in log.columns]  # fmt: skip
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (col, label) in zip(axes[0], panels):
+        for name, d in lines:
+            parts = [d] if spread is None else [g for _, g in d.groupby(spread)]
+            wide = pd.concat(
+                [
+                    pd.Series(g[col].to_numpy(float)).rolling(window, min_periods=1).mean()
+                    for g in parts
+                ],
+                axis=1,
             )
+            x = wide.index.to_numpy() + 1
+            tag = "" if name is None else f"{name}: "
+            (line,) = ax.plot(x, wide.mean(axis=1), lw=1.5,
+                              label=tag + ("mean" if spread else "smoothed"))  # fmt: skip
+            if spread:
+                ax.fill_between(x, wide.min(axis=1), wide.max(axis=1), color=line.get_color(), alpha=0.2,
+                                lw=0, label=f"{tag}min-max over {wide.shape[1]} {spread}s")  # fmt: skip
+            elif hue is None:
+                ax.plot(
+                    x,
+                    d[col].to_numpy(float),
+                    ".",
+                    ms=2,
+                    alpha=0.3,
+                    color=line.get_color(),
+                    label="raw",
+                )
         ax.set_xlabel("training episode")
         ax.set_ylabel(label)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.suptitle(f"Learning curves (rolling mean over {window} episodes)")
     return _save(fig, output)
 

@@ -1,73 +1,135 @@
-"""Experiment 3: distributed vs centralised agents, learning curves, held-out evaluation."""
+"""Experiment 3: distributed vs centralised agents, learning curves, held-out evaluation.
+
+Composes three CLIs: ``distributed_grid2op.scenarios`` (training scenarios generated from
+the bundled data, so that thesis-scale training needs no download), ``distributed_grid2op.main``
+(one training run per variant and seed) and ``distributed_grid2op.evaluate`` (every trained
+agent and the baselines on the same held-out episodes).
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 
 from distributed_grid2op.evaluate import main as evaluate_main
 from distributed_grid2op.main import main as train_main
 from distributed_grid2op.plots import plot_learning, plot_survival
+from distributed_grid2op.scenarios.__main__ import main as scenarios_main
 from experiments._argv import to_argv
 from experiments.runs import Run, markdown_table
 
+EVAL_COLUMNS = [
+    "run",
+    "episodes",
+    "survived_fraction_mean",
+    "survived_fraction_std",
+    "completed_fraction",
+    "decisions_mean",
+    "score",
+    "decision_ms_per_decision",
+]
 
-def run(run: Run, progress: bool = True) -> None:
-    """Train every variant with the same seed and budget, then evaluate them with the baselines."""
+
+def _check(code: int, what: str) -> None:
+    if code:
+        raise RuntimeError(f"{what} failed (exit {code})")
+
+
+def _scenarios(run: Run, progress: bool) -> str | None:
+    """Generate the training scenarios (``[scenarios]`` table) into the run folder."""
+    options = run.cfg.get("scenarios")
+    if not options:
+        return None
+    out = run.root / "scenarios"
+    with run.stage("generate scenarios"):
+        _check(scenarios_main(to_argv({**options, "out": out, "quiet": not progress})), "scenarios")
+    run.numbers["scenarios"] = {k: v for k, v in options.items() if k != "workers"}
+    report = out / "validation" / "report.md"
+    text = f"Generated with `python -m distributed_grid2op.scenarios` {' '.join(to_argv(options))}."
+    if report.is_file():
+        text += f" Validation report: `{report.relative_to(run.root)}`."
+    run.section("Training scenarios", text)
+    return str(out)
+
+
+def _train(run: Run, env: dict, progress: bool) -> tuple[list[Path], pd.DataFrame]:
+    """One training run per variant and seed; returns the agent folders and all logs."""
     cfg = run.cfg
-    seed, env = int(cfg["seed"]), cfg["env"]
+    seeds = [int(s) for s in cfg.get("seeds", [cfg["seed"]])]
     agents, logs = [], []
     for variant in cfg["variant"]:
         name = variant["name"]
-        out = run.root / "train" / name
-        options = {**env, **cfg["train"], **{k: v for k, v in variant.items() if k != "name"}}
-        with run.stage(f"train {name}"):
-            code = train_main(
-                to_argv({**options, "seed": seed, "out": out, "no_progress": not progress})
-            )
-        if code:
-            raise RuntimeError(f"training failed for variant {name} (exit {code})")
-        log = pd.read_csv(out / "train_log.csv").assign(run=name)
-        logs.append(log)
-        agents.append(out)
-        curve = plot_learning(log, run.root / f"learning_{name}.png")
+        for seed in seeds:
+            out = run.root / "train" / f"{name}-s{seed}"
+            options = {**env, **cfg["train"], **{k: v for k, v in variant.items() if k != "name"}}
+            argv = to_argv({**options, "seed": seed, "out": out, "resume": True,
+                            "no_progress": not progress})  # fmt: skip
+            with run.stage(f"train {name} seed {seed}"):
+                _check(train_main(argv), f"training of {name} seed {seed}")
+            logs.append(pd.read_csv(out / "train_log.csv").assign(variant=name, train_seed=seed))
+            agents.append(out)
+    log = pd.concat(logs, ignore_index=True)
+    for name, d in log.groupby("variant", sort=False):
         run.numbers.setdefault("training", {})[name] = {
-            "episodes": len(log),
-            "survived_steps_mean": round(float(log["survived_steps"].mean()), 3),
-            "safe_steps_mean": round(float(log["safe_steps"].mean()), 3),
+            "seeds": seeds,
+            "episodes_per_seed": int(len(d) // len(seeds)),
+            "survived_fraction_mean": round(
+                float((d["survived_steps"] / d["max_steps"]).mean()), 4
+            ),
+            "safe_steps_mean": round(float(d["safe_steps"].mean()), 3),
         }
-        run.section(f"Learning curve: {name}", f"`train/{name}/train_log.csv`", [curve])
-    eval_dir = run.root / "evaluation"
-    with run.stage("evaluation"):
-        argv = to_argv(
-            {**env, **cfg["evaluate"], "seed": seed, "out": eval_dir, "no_progress": not progress}
-        )
-        code = evaluate_main(["--agents", *map(str, agents), *argv])
-    if code:
-        raise RuntimeError(f"evaluation failed (exit {code})")
-    summary = pd.read_csv(eval_dir / "run_summary.csv")
-    cols = [
-        "run",
-        "episodes",
-        "survived_fraction_mean",
-        "survived_fraction_std",
-        "completed_fraction",
-        "decisions_mean",
-        "score",
-        "decision_ms_per_decision",
-    ]
-    table = summary[cols].to_dict("records")
-    run.numbers["evaluation"] = [
-        {
-            k: (round(v, 4) if isinstance(v, float) else v)
-            for k, v in r.items()
-            if k != "decision_ms_per_decision"
-        }
-        for r in table
-    ]
-    steps = pd.read_csv(eval_dir / "step_metrics.csv")
-    survival = plot_survival(steps, run.root / "evaluation_survival.png")
-    setting = (
-        f"`{env['env']}`, thermal limits x {env.get('thermal_limit_scale', 1.0)}, scenarios "
-        f"`{cfg['evaluate'].get('scenarios', 'all')}`, seed {seed}; same episodes for every run"
+    curve = plot_learning(log, run.root / "learning_curves.png", hue="variant", spread="train_seed")
+    run.section(
+        "Learning curves",
+        f"PPO episodes (sampled actions) of each variant, smoothed; line = mean over the "
+        f"{len(seeds)} training seeds {seeds}, band = min-max over them. Logs: "
+        "`train/<variant>-s<seed>/train_log.csv` (imitation episodes: `imitation_log.csv`).",
+        [curve],
     )
-    run.section("Held-out evaluation", f"{setting}.\n\n{markdown_table(table)}", [survival])
+    return agents, log
+
+
+def _evaluate(run: Run, env: dict, agents: list[Path], progress: bool) -> None:
+    """Each ``[[evaluate]]`` table: every agent and the baselines on the same episodes (on the
+    training env unless the table names another)."""
+    for ev in run.cfg["evaluate"]:
+        name = ev["name"]
+        options = {**env, **{k: v for k, v in ev.items() if k not in ("name", "description")}}
+        out = run.root / "evaluation" / name
+        argv = to_argv(
+            {**options, "seed": run.cfg["seed"], "out": out, "no_progress": not progress}
+        )
+        with run.stage(f"evaluate {name}"):
+            _check(evaluate_main(["--agents", *map(str, agents), *argv]), f"evaluation {name}")
+        summary = pd.read_csv(out / "run_summary.csv")
+        table = summary[EVAL_COLUMNS].to_dict("records")
+        run.numbers.setdefault("evaluation", {})[name] = [
+            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
+             if k != "decision_ms_per_decision"}
+            for r in table
+        ]  # fmt: skip
+        figure = plot_survival(
+            pd.read_csv(out / "step_metrics.csv"), run.root / f"survival_{name}.png"
+        )
+        env_name = Path(str(options["env"])).name
+        setting = (
+            f"`{env_name}`, thermal limits x {options.get('thermal_limit_scale', 1.0)}, scenarios "
+            f"`{ev.get('scenarios', 'all')}`"
+            + (f" ({ev['episodes']} episodes)" if "episodes" in ev else "")
+            + f", episode seeds from {run.cfg['seed']}; the same episodes for every run. "
+            f"{ev.get('description', '')}"
+        )
+        run.section(
+            f"Held-out evaluation: {name}", f"{setting}\n\n{markdown_table(table)}", [figure]
+        )
+
+
+def run(run: Run, progress: bool = True) -> None:
+    """Generate scenarios (if configured), train every variant and seed, evaluate them all."""
+    generated = _scenarios(run, progress)
+    env = dict(run.cfg["env"])
+    if generated:
+        env["env"] = generated
+    agents, _ = _train(run, env, progress)
+    _evaluate(run, env, agents, progress)

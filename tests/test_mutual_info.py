@@ -211,3 +211,21 @@ def test_mi_matrix_rejects_bad_shapes():
         mi_matrix(np.zeros((5, 2)), np.zeros((5, 2)), k=1, masks=np.ones((5, 3), bool))
     with pytest.raises(ValueError, match="quantile"):
         permutation_null(np.zeros((5, 1)), np.zeros((5, 1)), k=1, quantile=1.5)
+
+
+def test_near_constant_variable_gives_a_finite_estimate_equal_to_the_reference():
+    """Spacing ~1e-21 (a line carrying no flow) puts rho_i below OFFSET: the radius is clamped
+    at 0 so a point still counts itself (previously psi(0) = -inf made the estimate inf)."""
+    from clustering.mutual_info import _counts_kdtree, _mixed_ksg_reference
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    y = rng.integers(0, 5, n).astype(float)
+    x = rng.normal(size=n) * 3e-16
+    x[rng.random(n) < 0.5] = 0.0
+    x[:40] = rng.normal(size=40) * 1e-21  # neighbours closer than OFFSET
+    fast = mixed_ksg(x, y, k=50)
+    assert np.isfinite(fast) and np.isfinite(mixed_ksg(y, x, k=50))
+    assert fast == pytest.approx(_mixed_ksg_reference(x[:, None], y[:, None], 50), abs=1e-9)
+    _, nx, ny = _counts_kdtree(x[:, None], y[:, None], 50)
+    assert nx.min() >= 1 and ny.min() >= 1

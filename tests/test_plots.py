@@ -130,3 +130,32 @@ def test_learning_groups_by_run_or_repeated_seed_only():
     assert not plots._is_group(per_episode_seed, "seed")
     assert plots._is_group(two_seeds, "seed")
     assert not plots._is_group(two_seeds, "run")
+
+
+def test_learning_curves_one_line_per_variant_band_over_seeds(tmp_path, monkeypatch):
+    """Two variants x two training seeds: one mean line and one min-max band per variant."""
+    rows = [
+        {"variant": v, "train_seed": s, "survived_steps": 10 * (s + 1) + (50 if v == "b" else 0),
+         "max_steps": 100, "safe_steps": 5, "total_reward": 1.0}
+        for v in ("a", "b") for s in (0, 1) for _ in range(30)
+    ]  # fmt: skip
+    captured, real_save = {}, plots._save
+
+    def save(fig, output):
+        captured["fig"] = fig
+        return real_save(fig, output)
+
+    monkeypatch.setattr(plots, "_save", save)
+    out = plots.plot_learning(
+        pd.DataFrame(rows), tmp_path / "c.png", hue="variant", spread="train_seed"
+    )
+    assert out.read_bytes()[:8] == PNG
+    ax = captured["fig"].axes[0]
+    means = {ln.get_label(): ln.get_ydata() for ln in ax.get_lines()}
+    assert set(means) == {"a: mean", "b: mean"}
+    np.testing.assert_allclose(means["a: mean"], 0.15)  # mean of 0.10 and 0.20
+    np.testing.assert_allclose(means["b: mean"], 0.65)
+    bands = [c for c in ax.collections if "min-max over 2 train_seeds" in c.get_label()]
+    assert len(bands) == 2
+    assert [a.get_ylabel() for a in captured["fig"].axes] == [
+        "survived fraction", "safe fraction", "total reward"]  # fmt: skip

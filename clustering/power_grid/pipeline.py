@@ -127,8 +127,8 @@ def mi_columns(
             bar.close()
     bad = ~(np.isfinite(mi) & np.isfinite(null))
     if bad.any():
-        # Mixed-KSG returns inf for a (near-)constant line loading (e.g. a line that carries
-        # no flow, std ~1e-7): no information either way, so 0 in every matrix
+        # Safety net: the estimator is finite on near-constant variables (see mutual_info.OFFSET);
+        # should a pair still be non-finite, it carries no usable information: 0 everywhere
         warnings.warn(
             f"{int(bad.sum())} non-finite MI estimate(s) (near-constant variables) set to 0",
             stacklevel=2,
