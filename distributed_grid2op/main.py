@@ -115,6 +115,13 @@ def build_parser() -> cli.ArgumentParser:
         "--learning-rate", type=cli.positive_float, default=None, help="PPO learning rate"
     )
     p.add_argument(
+        "--bc-temperature",
+        type=cli.positive_float,
+        default=None,
+        help="imitation with soft labels: softmax of -(simulated max rho gap) / T (e.g. 0.02); "
+        "default: hard expert labels",
+    )
+    p.add_argument(
         "--top-k",
         type=int,
         default=0,
@@ -163,9 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         probe.close()
         env = spec.make(args.seed)
         scenarios = sorted({i for split in args.scenarios for i in split_scenarios(env, split)})
-    config = (
-        PPOConfig() if args.learning_rate is None else PPOConfig(learning_rate=args.learning_rate)
-    )
+    overrides = {"learning_rate": args.learning_rate, "bc_temperature": args.bc_temperature}
+    config = PPOConfig(**{k: v for k, v in overrides.items() if v is not None})
     agent = HierarchicalAgent(
         env,
         fact,

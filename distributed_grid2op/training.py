@@ -63,6 +63,19 @@ def update_generator(seed: int, update: int) -> torch.Generator:
     )
 
 
+def soft_labels(scores: np.ndarray, temperature: float) -> np.ndarray | None:
+    """Imitation targets from the expert's simulated max rho (N, n_actions; inf = unavailable):
+    softmax of ``-(rho - min rho) / temperature`` over the available actions, so that near-ties
+    share the label and clearly worse actions get ~0. ``temperature <= 0``: None (hard labels)."""
+    if temperature <= 0 or len(scores) == 0:
+        return None
+    gap = scores - scores.min(axis=1, keepdims=True)
+    w = np.where(np.isfinite(gap), np.exp(-np.nan_to_num(gap, posinf=0.0) / temperature), 0.0)
+    w[~np.isfinite(scores.min(axis=1))] = 0.0
+    w[~np.isfinite(scores.min(axis=1)), 0] = 1.0  # every simulation failed: do-nothing
+    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def run_episode(
     agent: HierarchicalAgent, env, *, scenario: int, seed: int, start: int = 0, mode: str = "policy"
 ) -> dict:
@@ -71,8 +84,9 @@ def run_episode(
     ``mode="policy"``: sample the clusters' policies (numpy Generator seeded by ``seed``);
     the trajectory of a cluster holds its decisions with the env rewards summed from each
     decision to its next one (the AEC convention). ``mode="expert"``: the local greedy expert
-    decides and its labels are recorded for behaviour cloning; ``mode="dagger"``: the policy
-    acts and the expert's labels are recorded (DAgger).
+    decides and its labels are recorded for behaviour cloning, with the simulated max rho of
+    every candidate (``scores``, for soft labels); ``mode="dagger"``: the policy acts and the
+    expert's labels and scores are recorded (DAgger).
     """
     rng = np.random.default_rng(seed)
     env.seed(int(seed))
@@ -84,6 +98,7 @@ def run_episode(
     clusters = agent.decomposition.clusters
     keys = ("obs", "masks", "actions", "logps", "values", "rewards")
     trajs = [{k: [] for k in keys} for _ in clusters]
+    scores: list[list[np.ndarray]] = [[] for _ in clusters]  # expert's simulated max rho
     steps, safe_steps, total, reconnections, game_over = 0, None, 0.0, 0, False
     max_steps = int(env.max_episode_duration()) - int(start)
     done = False
@@ -94,11 +109,12 @@ def run_episode(
         if "cluster" in d:
             i = d["cluster"]
             a, logp = d["action_id"], d["logp"]
-            if mode == "expert":
-                a, logp = agent.expert_choice(obs, i, d["substation"]), 0.0
-                action = clusters[i].actions[a]
-            elif mode == "dagger":  # the policy acts, the expert labels the state it reached
-                a, logp = agent.expert_choice(obs, i, d["substation"]), 0.0
+            if mode in ("expert", "dagger"):  # dagger: the policy acts, the expert labels
+                sc = agent.expert_scores(obs, i, d["substation"])
+                a, logp = agent.expert_choice(obs, i, d["substation"], sc), 0.0
+                scores[i].append(sc)
+                if mode == "expert":
+                    action = clusters[i].actions[a]
             t = trajs[i]
             for k, v in zip(keys, (d["features"], d["mask"], a, logp, d["value"], 0.0)):
                 t[k].append(v)
@@ -125,10 +141,12 @@ def run_episode(
         {k: np.asarray(v, dtype=np.float32 if k != "masks" else bool) for k, v in t.items()}
         for t in trajs
     ]
-    for t in arrays:
+    for t, c, sc in zip(arrays, clusters, scores):
         t["actions"] = t["actions"].astype(np.int64)
         if len(t["obs"]) == 0:
             t["obs"] = np.zeros((0, 0), dtype=np.float32)
+        if mode != "policy":
+            t["scores"] = np.asarray(sc, dtype=np.float32).reshape(len(sc), c.n_actions)
     return {"stats": stats, "trajectories": arrays}
 
 
@@ -355,11 +373,13 @@ class Trainer:
                     keep = np.zeros(c.n_actions, dtype=bool)
                     keep[self.agent.kept_actions[i]] = True
                     masks = masks & keep
+                scores = np.where(masks, np.concatenate([p["scores"] for p in data[i]]), np.inf)
                 acc[c.name] = learner.behaviour_clone(
                     np.concatenate([p["obs"] for p in data[i]]),
                     masks,
                     np.concatenate([p["actions"] for p in data[i]]),
                     gen,
+                    targets=soft_labels(scores, learner.config.bc_temperature),
                 )
         self.timings_["imitation_s"] += time.perf_counter() - t0
         return {"accuracy": acc, "labels": {c.name: int(sum(len(p["actions"]) for p in d))

@@ -140,6 +140,10 @@ def test_expert_choice_beats_do_nothing_in_simulation(env):
     best = obs.simulate(agent.decomposition.clusters[cluster].actions[a])[0].rho.max()
     dn = obs.simulate(env.action_space())[0].rho.max()
     assert best <= dn + 1e-9 and np.isfinite(best)
+    scores = agent.expert_scores(obs, cluster, sub)  # the soft-label source agrees
+    mask = agent.decomposition.clusters[cluster].action_mask(sub)
+    assert np.isinf(scores[~mask]).all() and scores[0] == pytest.approx(dn)
+    assert scores[a] == pytest.approx(best) and scores[a] <= scores[mask].min() + 1e-9
 
 
 def test_top_k_simulation_keeps_the_safest_candidate(env):

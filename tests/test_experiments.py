@@ -95,3 +95,12 @@ def test_quick_profile_end_to_end(experiment, tmp_path):
         if line.startswith("![") and "](" in line:
             assert (report.parent / line.split("](")[1].rstrip(")")).is_file(), line
     assert Path(report.parent / "versions.json").is_file()
+    if experiment == "training":  # every variant x seed trained, and evaluated with the baselines
+        assert set(results["training"]) == {"distributed", "centralized"}
+        assert all(r["seeds"] == [90566, 90567] for r in results["training"].values())
+        runs = {e: {r["run"] for r in rows} for e, rows in results["evaluation"].items()}
+        agents = {f"{v}-s{s}" for v in ("distributed", "centralized") for s in (90566, 90567)}
+        assert runs["bundled"] == agents | {"do-nothing", "reconnect", "expert"}
+        assert runs["generated-test"] == agents | {"do-nothing"}
+        assert (report.parent / "scenarios" / "splits.json").is_file()
+        assert "![learning_curves](learning_curves.png)" in text

@@ -61,3 +61,35 @@ def test_update_moves_policy_towards_rewarded_action():
             learner.add_trajectory([obs], [[True, True]], [a], [logp], [v], [float(a == 1)])
         learner.update(torch.Generator().manual_seed(0))
     assert learner.net.dist(torch.ones(1, 2)).probs[0, 1].item() > max(before, 0.8)
+
+
+def test_soft_labels_share_near_ties_and_ignore_unavailable_actions():
+    from distributed_grid2op.training import soft_labels
+
+    inf = np.inf
+    scores = np.array([[1.00, 0.95, 0.95, inf, 1.30], [inf, inf, inf, inf, inf]])
+    p = soft_labels(scores, 0.02)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
+    assert p[0, 1] == pytest.approx(p[0, 2]) and p[0, 1] > 0.45  # the two best share the mass
+    assert p[0, 3] == 0 and p[0, 4] < 1e-6 and 0 < p[0, 0] < p[0, 1]
+    assert p[1].tolist() == [1, 0, 0, 0, 0]  # every simulation failed: do-nothing
+    assert soft_labels(scores, 0.0) is None
+
+
+def test_behaviour_clone_on_soft_targets_learns_their_argmax():
+    """The hard labels are all 0 here: only the soft targets can teach the sign rule."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + 1  # best action 1 or 2 depending on the sign of x0
+    targets = np.zeros((400, 4), np.float32)
+    targets[np.arange(400), y] = 0.8
+    targets[:, 3] = 0.2  # a second choice everywhere
+    masks = np.ones((400, 4), bool)
+    learner = PPOLearner(
+        3, 4, PPOConfig(hidden=(32,), bc_epochs=100, bc_learning_rate=3e-3), seed=0
+    )
+    acc = learner.behaviour_clone(x, masks, np.zeros(400, np.int64), torch.Generator().manual_seed(0),
+                                  targets=targets)  # fmt: skip
+    assert acc < 0.1  # accuracy is measured on the (ignored) hard labels
+    pred = np.array([np.argmax(learner.probabilities(xi, m)) for xi, m in zip(x, masks)])
+    assert (pred == y).mean() > 0.9

@@ -164,19 +164,25 @@ class HierarchicalAgent(BaseAgent):
                 best, best_rho = a, rho
         return best
 
-    def expert_choice(self, observation, cluster: int, substation: int) -> int:
-        """Greedy label for imitation: simulate do-nothing and every action on ``substation``,
-        return the index (in the cluster's action set) with the lowest simulated max rho."""
+    def expert_scores(self, observation, cluster: int, substation: int) -> np.ndarray:
+        """Simulated max rho after each action of the cluster's set on ``substation`` (and
+        do-nothing), ``inf`` for the others and for illegal or failing ones: (n_actions,)."""
         cv = self.decomposition.clusters[cluster]
-        best, best_rho = 0, np.inf
+        scores = np.full(cv.n_actions, np.inf)
         for a in np.flatnonzero(cv.action_mask(substation)):
             sim_obs, _, sim_done, info = observation.simulate(cv.actions[a])
-            if sim_done or info.get("is_illegal") or info.get("exception"):
-                continue
-            rho = float(np.max(sim_obs.rho))
-            if rho < best_rho - 1e-9:
-                best, best_rho = int(a), rho
-        return best
+            if not (sim_done or info.get("is_illegal") or info.get("exception")):
+                scores[a] = float(np.max(sim_obs.rho))
+        return scores
+
+    def expert_choice(self, observation, cluster: int, substation: int, scores=None) -> int:
+        """Greedy label for imitation: the action with the lowest simulated max rho among
+        do-nothing and the actions on ``substation`` (the first within 1e-9; do-nothing if
+        every simulation fails)."""
+        if scores is None:
+            scores = self.expert_scores(observation, cluster, substation)
+        best = np.min(scores)
+        return int(np.flatnonzero(scores <= best + 1e-9)[0]) if np.isfinite(best) else 0
 
     # ---- learn / save / load -----------------------------------------------------------
     def learn(self, episodes: int, out_dir, **trainer_kwargs) -> HierarchicalAgent:

@@ -45,6 +45,7 @@ class PPOConfig:
     bc_epochs: int = 30
     bc_learning_rate: float = 1e-3
     bc_minibatch_size: int = 64
+    bc_temperature: float = 0.0  # > 0: soft labels from the expert's simulated max rho (0.02)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -263,11 +264,17 @@ class PPOLearner:
         return stats
 
     def behaviour_clone(
-        self, obs: np.ndarray, masks: np.ndarray, actions: np.ndarray, generator: torch.Generator
+        self,
+        obs: np.ndarray,
+        masks: np.ndarray,
+        actions: np.ndarray,
+        generator: torch.Generator,
+        targets: np.ndarray | None = None,
     ) -> float:
-        """Imitation warm start: cross-entropy of the masked policy on expert actions.
+        """Imitation warm start: cross-entropy of the masked policy on expert actions
+        (``actions``, (N,)), or on soft ``targets`` ((N, n_actions) probabilities) if given.
 
-        Returns the final training accuracy. The critic is left to PPO.
+        Returns the final training accuracy on ``actions``. The critic is left to PPO.
         """
         c = self.config
         if len(actions) == 0:
@@ -275,12 +282,17 @@ class PPOLearner:
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32))
         m = torch.as_tensor(np.asarray(masks, dtype=bool))
         y = torch.as_tensor(np.asarray(actions, dtype=np.int64))
+        p = None if targets is None else torch.as_tensor(np.asarray(targets, dtype=np.float32))
         opt = torch.optim.Adam(self.net.actor.parameters(), lr=c.bc_learning_rate)
         for _ in range(c.bc_epochs):
             perm = torch.randperm(len(y), generator=generator)
             for start in range(0, len(y), c.bc_minibatch_size):
                 idx = perm[start : start + c.bc_minibatch_size]
-                loss = -self.net.dist(x[idx], m[idx]).log_prob(y[idx]).mean()
+                dist = self.net.dist(x[idx], m[idx])
+                if p is None:
+                    loss = -dist.log_prob(y[idx]).mean()
+                else:  # masked logits are -1e8, not -inf: p * log p stays finite
+                    loss = -(p[idx] * dist.logits).sum(-1).mean()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
