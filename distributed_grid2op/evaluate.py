@@ -29,6 +29,18 @@ def _baseline_list(text: str) -> list[str]:
     return names
 
 
+def _top_k_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = [-1]
+    if not values or min(values) < 0:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers >= 0, got {text!r}")
+    return list(dict.fromkeys(values))
+
+
 def build_parser() -> ArgumentParser:
     """The CLI's options (every one has a default)."""
     p = ArgumentParser(
@@ -82,6 +94,13 @@ def build_parser() -> ArgumentParser:
         default=DANGER,
         help=f"danger threshold on max rho (default: {DANGER})",
     )
+    p.add_argument(
+        "--top-k",
+        type=_top_k_list,
+        default=None,
+        help="comma-separated K values: each agent also runs with a simulation check of its "
+        "K most probable actions (0 = the policy alone; default: as saved)",
+    )
     p.add_argument("--backend", choices=("lightsim", "pandapower"), default="lightsim")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -93,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from distributed_grid2op.envs import EnvSpec
     from distributed_grid2op.evaluation import default_workers, evaluate, format_summary, run_specs
 
-    runs = run_specs(args.baselines, args.agents)
+    runs = run_specs(args.baselines, args.agents, args.top_k or (None,))
     spec = EnvSpec(args.env, backend=args.backend, thermal_limit_scale=args.thermal_limit_scale)
     n_tasks = len(runs) * (args.episodes or 1_000_000)
     result = evaluate(

@@ -92,6 +92,7 @@ class RunSpec:
     name: str
     kind: str  # "baseline" or "agent"
     source: str  # baseline name or checkpoint directory
+    top_k: int | None = None  # agents: simulation check at decision time (None: as saved)
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,9 @@ def default_split(env) -> str:
     return "test" if (Path(env.get_path_env()) / "splits.json").is_file() else "all"
 
 
-def run_specs(baselines=(), agents=()) -> list[RunSpec]:
-    """Validate baseline names and agent directories into unique run names."""
+def run_specs(baselines=(), agents=(), top_k=(None,)) -> list[RunSpec]:
+    """Validate baseline names and agent directories into unique run names; with ``top_k``
+    values, each agent runs once per value, named ``<dir>-top<k>``."""
     runs: list[RunSpec] = []
     for name in baselines:
         if name not in BASELINES:
@@ -153,11 +155,13 @@ def run_specs(baselines=(), agents=()) -> list[RunSpec]:
         p = Path(path)
         if not p.is_dir():
             raise UserError(f"agent directory {path} does not exist")
-        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", p.resolve().name) or "agent"
-        name, i = base, 2
-        while any(r.name == name for r in runs):
-            name, i = f"{base}-{i}", i + 1
-        runs.append(RunSpec(name, "agent", str(p.resolve())))
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", p.resolve().name) or "agent"
+        for k in top_k:
+            base = stem if k is None else f"{stem}-top{int(k)}"
+            name, i = base, 2
+            while any(r.name == name for r in runs):
+                name, i = f"{base}-{i}", i + 1
+            runs.append(RunSpec(name, "agent", str(p.resolve()), None if k is None else int(k)))
     if not runs:
         raise UserError("nothing to evaluate: give --agents and/or --baselines")
     return runs
@@ -196,7 +200,10 @@ def make_agent(run: RunSpec, env, danger: float = DANGER):
         from distributed_grid2op.agents import load_agent
     except ImportError as exc:  # the agents module is optional for baseline-only runs
         raise UserError(f"cannot load agent {run.source}: {exc}") from exc
-    return load_agent(run.source, env)
+    agent = load_agent(run.source, env)
+    if run.top_k is not None:
+        agent.top_k = run.top_k
+    return agent
 
 
 def _fatal(exceptions) -> list:

@@ -24,6 +24,7 @@ from distributed_grid2op.evaluation import (
     episode_summary,
     evaluate,
     l2rpn_score,
+    make_agent,
     plan_episodes,
     run_specs,
     summarize_runs,
@@ -139,6 +140,18 @@ def test_run_specs_validate():
         run_specs([], ["/no/such/agent/dir"])
 
 
+def test_run_specs_one_run_per_agent_and_top_k(tmp_path):
+    agent = tmp_path / "dist"
+    agent.mkdir()
+    runs = run_specs(["do-nothing"], [agent], top_k=[0, 3])
+    assert [(r.name, r.top_k) for r in runs] == [
+        ("do-nothing", None),
+        ("dist-top0", 0),
+        ("dist-top3", 3),
+    ]
+    assert [r.name for r in run_specs([], [agent])] == ["dist"]
+
+
 @pytest.fixture(scope="module")
 def small_eval(tmp_path_factory):
     out = tmp_path_factory.mktemp("eval") / "a"
@@ -235,6 +248,7 @@ def test_cli_baselines_only(tmp_path, capsys):
         (["--env", "no_such_env"], "unknown env"),
         (["--agents", "/no/such/dir"], "does not exist"),
         (["--scenarios", "holdout"], "invalid choice"),
+        (["--top-k", "1,x"], "comma-separated integers"),
     ],
 )
 def test_cli_user_errors_are_one_line(argv, message, tmp_path, capsys):
@@ -334,6 +348,7 @@ def test_a_real_checkpoint_is_evaluated_and_refused_on_another_grid(tmp_path, ca
     )
     acted = res.steps.loc[res.steps["run"] == "case5_agent", "agent"].fillna("")
     assert (acted != "").any()
+    assert make_agent(run_specs([], [ckpt], top_k=[4])[0], CASE5.make()).top_k == 4
     assert set(acted) <= {"", "reconnect", "cluster_0", "cluster_1"}
     argv = [
         "--env",
