@@ -95,6 +95,9 @@ def test_quick_profile_end_to_end(experiment, tmp_path):
         if line.startswith("![") and "](" in line:
             assert (report.parent / line.split("](")[1].rstrip(")")).is_file(), line
     assert Path(report.parent / "versions.json").is_file()
+    if experiment == "factorization":  # the topology-only baseline is a headline of its own
+        base = results["louvain_vs_thesis"]
+        assert 0 <= base["ari_substations"] < 1 and "Topology-only baseline" in text
     if experiment == "training":  # every variant x seed trained, and evaluated with the baselines
         assert set(results["training"]) == {"distributed", "centralized"}
         assert all(r["seeds"] == [90566, 90567] for r in results["training"].values())

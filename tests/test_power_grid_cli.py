@@ -71,9 +71,14 @@ def test_quick_end_to_end_writes_every_output(tmp_path, capsys, env_name, reques
     assert "Timings" in text and "collect" in text and "Clusters" in text
     for fig in summary["figures"]:
         assert (out / fig).stat().st_size > 1000
-    assert {"figures/grid_clusters.png", "figures/binarized_q0.6.png", "figures/blocks.png"} <= set(
-        summary["figures"]
-    )
+    assert {
+        "figures/grid_clusters.png",
+        "figures/binarized_q0.6.png",
+        "figures/blocks.png",
+        "figures/mi.png",
+        "figures/shuffled_mi.png",
+        "figures/unbiased_mi.png",
+    } <= set(summary["figures"])
     assert list((out / "shards").glob("*.npz"))
     assert "cluster(s)" in cap.out
 

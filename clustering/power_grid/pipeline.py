@@ -432,6 +432,7 @@ def run(cfg: PipelineConfig) -> dict:
         if env_name == THESIS_ENV or Path(str(meta.get("env_path", ""))).name == THESIS_ENV:
             thesis = _labels_of(load_factorization(None), n_sub, n_line)
             agree["thesis"] = agreement(sub_c, line_c, *thesis)
+            agree["louvain_vs_thesis"] = agreement(base_s, base_l, *thesis)
         for key, (_, qs, ql, _) in results.items():
             if key != "main" and thesis is not None:
                 agree[f"thesis_{key}"] = agreement(qs, ql, *thesis)
@@ -459,7 +460,7 @@ def run(cfg: PipelineConfig) -> dict:
                     comparison["vs_thesis"] = agreement(s2, l2, *thesis)
 
     with timer("figures"):
-        figures = _figures(out, env, mi, unbiased, columns, results, sub_c, line_c, cfg)
+        figures = _figures(out, env, (mi, shuffled, unbiased), columns, results, sub_c, line_c, cfg)
 
     cfg.timings["total"] = time.perf_counter() - t_start
     summary = {
@@ -498,16 +499,24 @@ def run(cfg: PipelineConfig) -> dict:
     return summary
 
 
-def _figures(out, env, mi, unbiased, columns, results, sub_c, line_c, cfg) -> list[str]:
+def _figures(out, env, matrices, columns, results, sub_c, line_c, cfg) -> list[str]:
     from clustering.plots import plot_binarized, plot_blocks, plot_mi_heatmap
     from clustering.power_grid.figures import plot_grid_clusters
 
+    mi, shuffled, unbiased = matrices
     rows = [f"line {i}" for i in range(mi.shape[0])]
     cols = [f"sub {s}" for s in columns]
     fig_dir = out / "figures"
     files = [
         plot_mi_heatmap(
             mi[:, columns], fig_dir / "mi.png", rows, cols, title="MI(line loading', action) (nats)"
+        ),
+        plot_mi_heatmap(
+            shuffled[:, columns],
+            fig_dir / "shuffled_mi.png",
+            rows,
+            cols,
+            title="shuffled MI: permutation null (nats)",
         ),
         plot_mi_heatmap(
             unbiased[:, columns],
@@ -589,7 +598,8 @@ def summary_markdown(s: dict) -> str:
         "",
         "`louvain`: topology-only baseline (Louvain communities of the substation graph); "
         "`thesis`: the partition the thesis trained on (case14 only); `thesis_q<q>`: the "
-        "thesis method (column quantile + connected components) on the same matrix.",
+        "thesis method (column quantile + connected components) on the same matrix; "
+        "`louvain_vs_thesis`: the topology-only baseline itself vs the thesis partition.",
         "",
     ]
     lines += [
