@@ -69,10 +69,12 @@ def soft_labels(scores: np.ndarray, temperature: float) -> np.ndarray | None:
     share the label and clearly worse actions get ~0. ``temperature <= 0``: None (hard labels)."""
     if temperature <= 0 or len(scores) == 0:
         return None
-    gap = scores - scores.min(axis=1, keepdims=True)
-    w = np.where(np.isfinite(gap), np.exp(-np.nan_to_num(gap, posinf=0.0) / temperature), 0.0)
-    w[~np.isfinite(scores.min(axis=1))] = 0.0
-    w[~np.isfinite(scores.min(axis=1)), 0] = 1.0  # every simulation failed: do-nothing
+    best = scores.min(axis=1, keepdims=True)
+    failed = ~np.isfinite(best[:, 0])  # every simulation failed: do-nothing
+    gap = scores - np.where(failed[:, None], 0.0, best)
+    w = np.where(np.isfinite(gap), np.exp(-np.where(np.isfinite(gap), gap, 0.0) / temperature), 0.0)
+    w[failed] = 0.0
+    w[failed, 0] = 1.0
     return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
