@@ -77,6 +77,7 @@ def test_figures_are_written(tmp_path):
         plot_blocks(m, fac, tmp_path / "c.png", col_names=list("abcd")),
     ):
         assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
+        assert path.stat().st_mode & 0o777 == 0o644  # shared outputs, not mkstemp's 0600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.png"]
 
 
