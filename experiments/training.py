@@ -90,6 +90,28 @@ def _train(run: Run, env: dict, progress: bool) -> tuple[list[Path], pd.DataFram
     return agents, log
 
 
+def by_variant(summary: pd.DataFrame) -> list[dict]:
+    """Rows of ``run_summary.csv`` grouped over training seeds: runs named
+    ``<variant>-s<seed>[-top<k>]`` become one row per (variant, k) with the mean and the
+    min-max of the seeds' survived fractions; baselines stay as they are."""
+    parts = summary["run"].str.extract(r"^(?P<variant>.+)-s(?P<seed>\d+)(?:-top(?P<k>\d+))?$")
+    df = summary.assign(variant=parts["variant"].fillna(summary["run"]), k=parts["k"].fillna("-"))
+    rows = []
+    for (variant, k), d in df.groupby(["variant", "k"], sort=False):
+        f = d["survived_fraction_mean"]
+        rows.append({
+            "run": variant if k == "-" else f"{variant}, top-{k}",
+            "seeds": int(parts.loc[d.index, "seed"].notna().sum()),
+            "survived (mean over seeds)": round(float(f.mean()), 4),
+            "min": round(float(f.min()), 4),
+            "max": round(float(f.max()), 4),
+            "completed": round(float(d["completed_fraction"].mean()), 4),
+            "decisions / episode": round(float(d["decisions_mean"].mean()), 1),
+            "ms / decision": round(float(d["decision_ms_per_decision"].mean()), 2),
+        })  # fmt: skip
+    return rows
+
+
 def _evaluate(run: Run, env: dict, agents: list[Path], progress: bool) -> None:
     """Each ``[[evaluate]]`` table: every agent and the baselines on the same episodes (on the
     training env unless the table names another)."""
@@ -120,9 +142,13 @@ def _evaluate(run: Run, env: dict, agents: list[Path], progress: bool) -> None:
             + f", episode seeds from {run.cfg['seed']}; the same episodes for every run. "
             f"{ev.get('description', '')}"
         )
-        run.section(
-            f"Held-out evaluation: {name}", f"{setting}\n\n{markdown_table(table)}", [figure]
+        grouped = by_variant(summary)
+        run.numbers.setdefault("evaluation_by_variant", {})[name] = grouped
+        text = (
+            f"{setting}\n\nOver training seeds:\n\n{markdown_table(grouped)}\n\n"
+            f"Every run:\n\n{markdown_table(table)}"
         )
+        run.section(f"Held-out evaluation: {name}", text, [figure])
 
 
 def run(run: Run, progress: bool = True) -> None:

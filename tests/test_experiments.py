@@ -108,3 +108,20 @@ def test_quick_profile_end_to_end(experiment, tmp_path):
         assert runs["generated-test"] == agents | {"do-nothing"}
         assert (report.parent / "scenarios" / "splits.json").is_file()
         assert "![learning_curves](learning_curves.png)" in text
+
+
+def test_by_variant_groups_training_seeds_and_top_k():
+    import pandas as pd
+
+    from experiments.training import by_variant
+
+    runs = ["do-nothing", "dist-s1-top0", "dist-s2-top0", "dist-s1-top3", "dist-s2-top3", "cent-s1"]
+    summary = pd.DataFrame({
+        "run": runs, "survived_fraction_mean": [0.3, 0.6, 0.8, 1.0, 0.9, 0.5],
+        "completed_fraction": 0.0, "decisions_mean": 1.0, "decision_ms_per_decision": 2.0,
+    })  # fmt: skip
+    rows = {r["run"]: r for r in by_variant(summary)}
+    assert list(rows) == ["do-nothing", "dist, top-0", "dist, top-3", "cent"]
+    assert rows["dist, top-0"]["survived (mean over seeds)"] == 0.7
+    assert (rows["dist, top-0"]["min"], rows["dist, top-0"]["max"]) == (0.6, 0.8)
+    assert rows["dist, top-3"]["seeds"] == 2 and rows["do-nothing"]["seeds"] == 0
