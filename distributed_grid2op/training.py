@@ -71,9 +71,7 @@ def soft_labels(scores: np.ndarray, temperature: float) -> np.ndarray | None:
         return None
     best = scores.min(axis=1, keepdims=True)
     failed = ~np.isfinite(best[:, 0])  # every simulation failed: do-nothing
-    gap = scores - np.where(failed[:, None], 0.0, best)
-    w = np.where(np.isfinite(gap), np.exp(-np.where(np.isfinite(gap), gap, 0.0) / temperature), 0.0)
-    w[failed] = 0.0
+    w = np.exp(-(scores - np.where(failed[:, None], 0.0, best)) / temperature)  # exp(-inf) = 0
     w[failed, 0] = 1.0
     return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
 

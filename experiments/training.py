@@ -53,8 +53,8 @@ def _scenarios(run: Run, progress: bool) -> str | None:
     return str(out)
 
 
-def _train(run: Run, env: dict, progress: bool) -> tuple[list[Path], pd.DataFrame]:
-    """One training run per variant and seed; returns the agent folders and all logs."""
+def _train(run: Run, env: dict, progress: bool) -> list[Path]:
+    """One training run per variant and seed; returns the agent folders."""
     cfg = run.cfg
     seeds = [int(s) for s in cfg.get("seeds", [cfg["seed"]])]
     agents, logs = [], []
@@ -87,7 +87,7 @@ def _train(run: Run, env: dict, progress: bool) -> tuple[list[Path], pd.DataFram
         "`train/<variant>-s<seed>/train_log.csv` (imitation episodes: `imitation_log.csv`).",
         [curve],
     )
-    return agents, log
+    return agents
 
 
 def by_variant(summary: pd.DataFrame) -> list[dict]:
@@ -143,7 +143,9 @@ def _evaluate(run: Run, env: dict, agents: list[Path], progress: bool) -> None:
             f"{ev.get('description', '')}"
         )
         grouped = by_variant(summary)
-        run.numbers.setdefault("evaluation_by_variant", {})[name] = grouped
+        run.numbers.setdefault("evaluation_by_variant", {})[name] = [  # timings don't reproduce
+            {k: v for k, v in r.items() if k != "ms / decision"} for r in grouped
+        ]
         text = (
             f"{setting}\n\nOver training seeds:\n\n{markdown_table(grouped)}\n\n"
             f"Every run:\n\n{markdown_table(table)}"
@@ -157,5 +159,5 @@ def run(run: Run, progress: bool = True) -> None:
     env = dict(run.cfg["env"])
     if generated:
         env["env"] = generated
-    agents, _ = _train(run, env, progress)
+    agents = _train(run, env, progress)
     _evaluate(run, env, agents, progress)
