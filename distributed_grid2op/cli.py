@@ -61,3 +61,27 @@ def unit_float(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
     return value
+
+
+def add_executor_arguments(
+    parser: argparse.ArgumentParser, default_workers: int | None = 1
+) -> None:
+    """``--workers N`` (and the backend options): every command with workers takes these.
+
+    ``default_workers=None`` means: the available CPUs, capped by the number of tasks.
+    """
+    default = "CPUs" if default_workers is None else str(default_workers)
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=default_workers,
+        help=f"parallel workers (default {default}; results do not depend on it)",
+    )
+
+
+def executor_from_args(args, n_tasks: int | None = None):
+    """The `distributed_grid2op.execution.Executor` the options of `add_executor_arguments` ask for."""
+    from distributed_grid2op.execution import Executor, default_workers
+
+    workers = args.workers if args.workers is not None else default_workers(n_tasks)
+    return Executor(workers)
