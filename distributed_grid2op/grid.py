@@ -72,3 +72,32 @@ def reconnect_action(action_space, obs):
     if lines.size == 0:
         return None
     return action_space({"set_line_status": [(int(lines[0]), 1)]})
+
+
+def safe_reconnect_action(action_space, obs, danger: float = 0.95):
+    """The safest legal line reconnection, or ``None`` when none is safe.
+
+    Every legally reconnectable line (`reconnectable_lines`) is simulated
+    (`distributed_grid2op.scoring.simulated_max_rho`); the one with the lowest simulated max
+    rho is returned if it does not make the max loading worse than do-nothing, or if it keeps
+    it below ``danger``. A reconnection whose simulation fails is never returned. Costs one
+    simulation per reconnectable line plus one for do-nothing (none when no line is
+    reconnectable).
+    """
+    from distributed_grid2op.scoring import TIE, simulated_max_rho
+
+    lines = reconnectable_lines(obs)
+    if lines.size == 0:
+        return None
+    best, best_rho = None, float("inf")
+    for line in lines:
+        action = action_space({"set_line_status": [(int(line), 1)]})
+        rho = simulated_max_rho(obs, action)
+        if rho < best_rho - TIE:
+            best, best_rho = action, rho
+    if best is None or not np.isfinite(best_rho):
+        return None
+    if best_rho < float(danger):
+        return best
+    baseline = simulated_max_rho(obs, action_space({}))
+    return best if best_rho <= baseline + TIE else None
