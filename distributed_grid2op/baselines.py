@@ -1,8 +1,8 @@
 """Reference agents every evaluation runs next to trained ones.
 
-All are grid2op ``BaseAgent``\\ s that, after each ``act``, expose ``last_decision``
-(``{"agent": str, "action_id": int, "substation": int}``; ``agent == ""`` when nothing was
-decided) - the contract shared with `distributed_grid2op.agents`.
+All are `distributed_grid2op.loop.LoopAgent`\\ s (grid2op ``BaseAgent``\\ s made of the rules
+of a `Controller` and a ``decide`` at each turn), like the trained agents: evaluation runs
+them all through the same `DecisionLoop`.
 
 - ``do-nothing``: never acts; the 0 of the L2RPN-style score.
 - ``reconnect``: do-nothing plus reconnection of a legally reconnectable line.
@@ -16,57 +16,44 @@ decided) - the contract shared with `distributed_grid2op.agents`.
 from __future__ import annotations
 
 import numpy as np
-from grid2op.Agent import BaseAgent
 
 from distributed_grid2op.errors import UserError
-from distributed_grid2op.grid import (
-    controllable_substations,
-    reconnect_action,
-    reconnectable_lines,
-    unitary_topologies,
-)
+from distributed_grid2op.grid import controllable_substations, unitary_topologies
+from distributed_grid2op.loop import DEFAULT_DANGER, Controller, Decision, LoopAgent, Turn
+from distributed_grid2op.scoring import best_index, simulated_max_rho
 
 BASELINES = ("do-nothing", "reconnect", "expert")
-DANGER = 0.9
+DANGER = DEFAULT_DANGER
 
 
-def _no_decision() -> dict:
-    return {"agent": "", "action_id": -1, "substation": -1}
-
-
-class DoNothing(BaseAgent):
-    """Always the empty action."""
+class DoNothing(LoopAgent):
+    """Always the empty action (no rule, never a turn)."""
 
     name = "do-nothing"
 
-    def __init__(self, action_space):
-        super().__init__(action_space)
-        self.last_decision = _no_decision()
-
-    def reset(self, obs):
-        self.last_decision = _no_decision()
-
-    def act(self, observation, reward, done=False):
-        self.last_decision = _no_decision()
-        return self.action_space({})
+    def __init__(self, action_space, env=None):
+        env = env if env is not None else _SpaceOnly(action_space)
+        super().__init__(action_space, Controller(env, danger=np.inf, reconnect=False))
 
 
-class Reconnect(DoNothing):
+class Reconnect(LoopAgent):
     """Do-nothing, but reconnect the first legally reconnectable line (``action_id`` = line)."""
 
     name = "reconnect"
 
-    def act(self, observation, reward, done=False):
-        action = reconnect_action(self.action_space, observation)
-        if action is None:
-            self.last_decision = _no_decision()
-            return self.action_space({})
-        line = int(reconnectable_lines(observation)[0])
-        self.last_decision = {"agent": "reconnect", "action_id": line, "substation": -1}
-        return action
+    def __init__(self, action_space, env=None):
+        env = env if env is not None else _SpaceOnly(action_space)
+        super().__init__(action_space, Controller(env, danger=np.inf, reconnect=True))
 
 
-class GreedyExpert(Reconnect):
+class _SpaceOnly:
+    """What a `Controller` without picker reads of an env: its action space."""
+
+    def __init__(self, action_space):
+        self.action_space = action_space
+
+
+class GreedyExpert(LoopAgent):
     """Reconnect first; in danger, the unitary topology with the lowest simulated max rho.
 
     Args:
@@ -79,12 +66,13 @@ class GreedyExpert(Reconnect):
     Attributes:
         candidates_: list of grid2op actions; ``action_id`` indexes it.
         candidate_subs_: substation of each candidate, int array of shape (n_candidates,).
+        n_simulations_: simulations run so far.
     """
 
     name = "expert"
 
     def __init__(self, action_space, env, danger: float = DANGER, substations=None):
-        super().__init__(action_space)
+        super().__init__(action_space, Controller(env, danger=danger, reconnect=True))
         self.danger = float(danger)
         subs = (
             controllable_substations(env) if substations is None else [int(s) for s in substations]
@@ -95,41 +83,28 @@ class GreedyExpert(Reconnect):
         )
         self.n_simulations_ = 0
 
-    @staticmethod
-    def _simulated_max_rho(observation, action) -> float:
-        sim_obs, _, sim_done, info = observation.simulate(action)
-        if sim_done or info.get("exception") or info.get("is_illegal") or info.get("is_ambiguous"):
-            return float("inf")
-        return float(np.max(sim_obs.rho))
-
-    def act(self, observation, reward, done=False):
-        action = super().act(observation, reward, done)
-        if self.last_decision["agent"] or float(np.max(observation.rho)) < self.danger:
-            return action
-        cooldown = np.asarray(observation.time_before_cooldown_sub)
-        best_id, best_rho = -1, self._simulated_max_rho(observation, self.action_space({}))
-        self.n_simulations_ += 1
-        for i, (cand, sub) in enumerate(zip(self.candidates_, self.candidate_subs_)):
-            if cooldown[sub] > 0:
-                continue
-            rho = self._simulated_max_rho(observation, cand)
-            self.n_simulations_ += 1
-            if rho < best_rho:
-                best_id, best_rho = i, rho
-        if best_id < 0:
-            self.last_decision = {"agent": "expert", "action_id": -1, "substation": -1}
-            return self.action_space({})
-        sub = int(self.candidate_subs_[best_id])
-        self.last_decision = {"agent": "expert", "action_id": best_id, "substation": sub}
-        return self.candidates_[best_id]
+    def decide(self, observation, turn: Turn, *, deterministic: bool = True, rng=None):
+        """Simulate do-nothing and every candidate whose substation is not in cooldown; the
+        lowest max rho wins (the first on exact ties), do-nothing unless strictly beaten."""
+        free = np.asarray(observation.time_before_cooldown_sub)[self.candidate_subs_] == 0
+        scores = np.full(1 + len(self.candidates_), np.inf)
+        scores[0] = simulated_max_rho(observation, self.action_space({}))
+        for i in np.flatnonzero(free):
+            scores[1 + i] = simulated_max_rho(observation, self.candidates_[i])
+        self.n_simulations_ += 1 + int(free.sum())
+        best = best_index(scores, default=0, tie=0.0) - 1
+        if best < 0:
+            return self.action_space({}), Decision("expert")
+        sub = int(self.candidate_subs_[best])
+        return self.candidates_[best], Decision("expert", action_id=int(best), substation=sub)
 
 
-def make_baseline(name: str, env, *, danger: float = DANGER) -> BaseAgent:
+def make_baseline(name: str, env, *, danger: float = DANGER) -> LoopAgent:
     """A fresh baseline agent by name (``do-nothing``, ``reconnect`` or ``expert``)."""
     if name == "do-nothing":
-        return DoNothing(env.action_space)
+        return DoNothing(env.action_space, env)
     if name == "reconnect":
-        return Reconnect(env.action_space)
+        return Reconnect(env.action_space, env)
     if name == "expert":
         return GreedyExpert(env.action_space, env, danger=danger)
     raise UserError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")

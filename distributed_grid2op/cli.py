@@ -63,6 +63,14 @@ def unit_float(text: str) -> float:
     return value
 
 
+def danger_threshold(text: str) -> float:
+    """argparse type: the danger threshold on max rho, in (0, 1] (every command checks it so)."""
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
 def add_executor_arguments(
     parser: argparse.ArgumentParser, default_workers: int | None = 1
 ) -> None:

@@ -2,16 +2,15 @@
 
 Per cluster: an observation mask over ``obs.to_vect()`` (the thesis attributes restricted to
 the cluster's lines, substations and the generators/loads attached to them, plus calendar
-features) with fixed per-attribute scales, and an action set (do-nothing first, then every
-unitary set-bus topology of its substations with more than 3 elements).
+features) with fixed per-attribute scales, and an action set (`action_sets.TopologyActionSet`:
+do-nothing first, then the set-bus topologies of its substations with more than 3 elements:
+every unitary one, or those of a reduced ``actions.json``).
 
-The decision rules shared by the hierarchical agent and the multi-agent env (`Controller`):
-reconnect a disconnected line when legal; do nothing while max rho < danger threshold;
-otherwise a CAPA-style picker chooses a substation and the cluster owning it decides.
-
-`DecomposedAECEnv` exposes this as a PettingZoo AEC env (acting agent = owner of the picked
-substation; safe steps pass and their rewards accumulate); `CentralizedGymEnv` is the
-gymnasium single-agent view of a one-cluster decomposition.
+The decision rules (reconnect, do nothing while safe, the CAPA picker) and the loop that
+runs them are `distributed_grid2op.loop`'s; `DecomposedAECEnv` wraps that loop as a
+PettingZoo AEC env (acting agent = owner of the picked substation; safe steps pass and
+their rewards accumulate) and `CentralizedGymEnv` as the gymnasium single-agent view of a
+one-cluster decomposition.
 """
 
 from __future__ import annotations
@@ -24,7 +23,9 @@ from gymnasium import spaces
 from pettingzoo import AECEnv
 
 from distributed_grid2op import grid
+from distributed_grid2op.action_sets import TopologyActionSet
 from distributed_grid2op.errors import UserError
+from distributed_grid2op.loop import DEFAULT_DANGER, Controller, Decision, DecisionLoop
 
 #: attributes of the observation the thesis kept (everything else is masked out)
 THESIS_ATTRS = (
@@ -40,9 +41,6 @@ LINE_ATTRS = ("p_or", "rho", "timestep_overflow", "line_status")
 SCALES = {"gen_p": 100.0, "load_p": 100.0, "p_or": 100.0, "actual_dispatch": 100.0,
           "target_dispatch": 100.0, "gen_p_before_curtail": 100.0, "timestep_overflow": 3.0,
           "time_before_cooldown_sub": 3.0, **CALENDAR}  # fmt: skip
-DEFAULT_DANGER = 0.9
-#: ``reset(options=...)`` keys passed on to grid2op (others, e.g. from generic tests, are ignored)
-GRID2OP_RESET_KEYS = ("time serie id", "init ts", "max step", "init datetime", "init state")
 
 
 @dataclass
@@ -53,8 +51,7 @@ class ClusterView:
         name: ``cluster_<i>``.
         substations, lines: the cluster's ids (the factorization).
         controlled: its substations with more than 3 elements (the ones it may act on).
-        actions: grid2op actions, index 0 = do-nothing.
-        action_substation: (n_actions,) substation of each action, -1 for do-nothing.
+        action_set: its `TopologyActionSet` (index 0 = do-nothing).
         obs_index: indices into ``obs.to_vect()`` kept for this cluster.
         obs_scale: (len(obs_index),) divisors applied to those values.
     """
@@ -63,14 +60,23 @@ class ClusterView:
     substations: tuple[int, ...]
     lines: tuple[int, ...]
     controlled: tuple[int, ...]
-    actions: list = field(repr=False)
-    action_substation: np.ndarray = field(repr=False)
+    action_set: TopologyActionSet = field(repr=False)
     obs_index: np.ndarray = field(repr=False)
     obs_scale: np.ndarray = field(repr=False)
 
     @property
+    def actions(self) -> list:
+        """The grid2op actions of the action set (index 0 = do-nothing)."""
+        return self.action_set.actions
+
+    @property
+    def action_substation(self) -> np.ndarray:
+        """Substation of each action, -1 for do-nothing."""
+        return self.action_set.substations
+
+    @property
     def n_actions(self) -> int:
-        return len(self.actions)
+        return self.action_set.n
 
     @property
     def n_features(self) -> int:
@@ -87,11 +93,7 @@ class ClusterView:
 
     def action_mask(self, substation: int = -1) -> np.ndarray:
         """Do-nothing plus the actions on ``substation`` (all actions if -1)."""
-        if substation == -1:
-            return np.ones(self.n_actions, dtype=bool)
-        mask = self.action_substation == substation
-        mask[0] = True
-        return mask
+        return self.action_set.mask(substation)
 
 
 def _attribute_slices(env) -> dict[str, tuple[int, int]]:
@@ -153,9 +155,19 @@ class Decomposition:
         factorization: a `FactorizationFile` (see `load_factorization`).
         complete_obs: every cluster sees every kept attribute of the whole grid.
         min_elements: substations with at least this many elements are controllable (thesis: 4).
+        action_file: a reduced action set (`distributed_grid2op.actions.load_action_file`):
+            each cluster gets its topologies instead of every unitary one.
     """
 
-    def __init__(self, env, factorization, *, complete_obs: bool = False, min_elements: int = 4):
+    def __init__(
+        self,
+        env,
+        factorization,
+        *,
+        complete_obs: bool = False,
+        min_elements: int = 4,
+        action_file=None,
+    ):
         if factorization.n_sub != env.n_sub or factorization.n_line != env.n_line:
             raise UserError(
                 f"{factorization.source}: factorization covers {factorization.n_sub} substations and "
@@ -164,16 +176,12 @@ class Decomposition:
         self.factorization = factorization
         self.complete_obs = bool(complete_obs)
         self.min_elements = int(min_elements)
+        self.action_file = action_file
         controllable = set(grid.controllable_substations(env, min_elements))
-        do_nothing = env.action_space()
         self.clusters: list[ClusterView] = []
         for i, c in enumerate(factorization.clusters):
             controlled = tuple(s for s in sorted(c.substations) if s in controllable)
-            actions, owner = [do_nothing], [-1]
-            for s in controlled:
-                topo = grid.unitary_topologies(env, s)
-                actions += topo
-                owner += [s] * len(topo)
+            actions = TopologyActionSet.from_env(env, controlled, action_file)
             index, scale = observation_mask(env, c.substations, c.lines, complete=complete_obs)
             self.clusters.append(
                 ClusterView(
@@ -182,7 +190,6 @@ class Decomposition:
                     tuple(c.lines),
                     controlled,
                     actions,
-                    np.asarray(owner, dtype=int),
                     index,
                     scale,
                 )
@@ -220,120 +227,33 @@ class Decomposition:
         }  # fmt: skip
 
 
-def rank_substations(obs, substations, env, by: str = "max") -> list[int]:
-    """CAPA-style priority: substations whose lines are most loaded first.
-
-    ``by="max"``: sort by the highest rho of the substation's lines, ties by the mean;
-    ``by="mean"``: by the mean, ties by the highest. Stable on substation id.
-    """
-    if by not in ("max", "mean"):
-        raise UserError(f"picker must rank by 'max' or 'mean', got {by!r}")
-    rho = np.asarray(obs.rho, dtype=float)
-    keys = []
-    for s in substations:
-        r = rho[grid.lines_of_substation(env, s)]
-        hi, mean = (float(r.max()), float(r.mean())) if r.size else (0.0, 0.0)
-        keys.append((-hi, -mean, s) if by == "max" else (-mean, -hi, s))
-    return [k[2] for k in sorted(keys)]
+# ---- PettingZoo / gymnasium views of the decision loop ------------------------------------------
 
 
-class Controller:
-    """The hierarchical rules: reconnect, do nothing when safe, else pick a substation.
-
-    The picker keeps a CAPA queue: when it is empty (or after a safe step) it is refilled
-    with the controllable substations in priority order, and each danger step pops the next
-    one that is not in cooldown, so that every substation gets its chance in turn.
-    """
-
-    def __init__(
-        self,
-        decomposition: Decomposition,
-        env,
-        *,
-        danger: float = DEFAULT_DANGER,
-        rank_by: str = "max",
-        reconnect: bool = True,
-    ):
-        if not 0 < danger:
-            raise UserError(f"danger threshold must be > 0, got {danger}")
-        self.dec, self.env = decomposition, env
-        self.danger, self.rank_by, self.reconnect = float(danger), rank_by, bool(reconnect)
-        if rank_by not in ("max", "mean"):
-            raise UserError(f"picker must rank by 'max' or 'mean', got {rank_by!r}")
-        self.queue: list[int] = []
-
-    def reset(self) -> None:
-        self.queue = []
-
-    def decide(self, obs):
-        """``("reconnect", action)``, ``("safe", None)`` or ``("decide", (cluster, substation))``."""
-        if self.reconnect:
-            act = grid.reconnect_action(self.env.action_space, obs)
-            if act is not None:
-                return "reconnect", act
-        if float(np.max(obs.rho)) < self.danger:
-            self.queue = []
-            return "safe", None
-        cooldown = np.asarray(obs.time_before_cooldown_sub)
-        for _ in range(2):
-            while self.queue:
-                s = self.queue.pop(0)
-                if cooldown[s] == 0:
-                    return "decide", (self.dec.owner[s], s)
-            self.queue = rank_substations(obs, self.dec.controllable, self.env, self.rank_by)
-        return "safe", None  # every controllable substation is in cooldown
-
-
-# ---- PettingZoo / gymnasium views -------------------------------------------------------------
-
-
-def _episode_end(env, info) -> tuple[bool, bool]:
-    """(terminated, truncated): game over (an exception) vs end of the scenario."""
-    game_over = bool(info.get("exception"))
-    return game_over, not game_over
-
-
-class _DecisionLoop:
-    """Runs the grid until a cluster has to decide, accumulating the per-step rewards."""
+class _Episodes:
+    """The decision loop of a decomposition, with the scenario draw of the env views."""
 
     def __init__(self, env, decomposition, *, danger=DEFAULT_DANGER, rank_by="max", scenarios=None):
-        self.env, self.dec = env, decomposition
-        self.controller = Controller(decomposition, env, danger=danger, rank_by=rank_by)
+        controller = Controller(env, decomposition.owner, danger=danger, rank_by=rank_by)
+        self.loop = DecisionLoop(env, controller)
         self.scenarios = list(scenarios) if scenarios is not None else None
         self.rng = np.random.default_rng(0)
-        self.obs, self.pending, self.done = None, None, False
-        self.terminated = self.truncated = False
 
     def reset(self, seed=None, options=None) -> float:
         if seed is not None:
             self.rng = np.random.default_rng(seed)
-            self.env.seed(int(seed))
-        opts = {k: v for k, v in (options or {}).items() if k in GRID2OP_RESET_KEYS}
+        opts = dict(options or {})
         if self.scenarios is not None and "time serie id" not in opts:
             opts["time serie id"] = int(self.rng.choice(self.scenarios))
-        self.obs = self.env.reset(options=opts or None)
-        self.controller.reset()
-        self.done = self.terminated = self.truncated = False
-        return self.advance()
+        self.loop.reset(seed=seed, options=opts)
+        return self.loop.advance()
 
-    def advance(self) -> float:
-        """Step with rule actions until a decision is due or the episode ends; summed reward."""
-        total = 0.0
-        while not self.done:
-            kind, what = self.controller.decide(self.obs)
-            if kind == "decide":
-                self.pending = what
-                return total
-            total += self.apply(what if kind == "reconnect" else self.env.action_space())
-        self.pending = None
-        return total
-
-    def apply(self, action) -> float:
-        self.obs, reward, done, info = self.env.step(action)
-        if done:
-            self.done = True
-            self.terminated, self.truncated = _episode_end(self.env, info)
-        return float(reward)
+    def act(self, cluster: ClusterView, index: int) -> float:
+        """Play action ``index`` of ``cluster`` at the pending turn, then run to the next one."""
+        turn = self.loop.pending
+        decision = Decision(cluster.name, int(index), turn.substation, turn.cluster)
+        reward = self.loop.apply(cluster.action_set.to_grid2op(index), decision)
+        return reward + self.loop.advance()
 
 
 class DecomposedAECEnv(AECEnv):
@@ -356,9 +276,10 @@ class DecomposedAECEnv(AECEnv):
         rank_by: str = "max",
         scenarios=None,
     ):
-        self.loop = _DecisionLoop(
+        self.episodes = _Episodes(
             env, decomposition, danger=danger, rank_by=rank_by, scenarios=scenarios
         )
+        self.loop = self.episodes.loop
         self.dec = decomposition
         self.possible_agents = decomposition.names
         self._index = {n: i for i, n in enumerate(self.possible_agents)}
@@ -382,8 +303,8 @@ class DecomposedAECEnv(AECEnv):
     def observe(self, agent):
         i = self._index[agent]
         cv = self.dec.clusters[i]
-        acting = self.loop.pending is not None and self.loop.pending[0] == i
-        sub = self.loop.pending[1] if acting else -1
+        acting = self.loop.pending is not None and self.loop.pending.cluster == i
+        sub = self.loop.pending.substation if acting else -1
         mask = cv.action_mask(sub) if acting else np.eye(1, cv.n_actions, 0, dtype=bool)[0]
         return {
             "observation": cv.features(self.loop.obs.to_vect(), sub),
@@ -395,7 +316,7 @@ class DecomposedAECEnv(AECEnv):
         self.rewards = {a: 0.0 for a in self.agents}
         self._cumulative_rewards = {a: 0.0 for a in self.agents}
         self.infos = {a: {} for a in self.agents}
-        reward = self.loop.reset(seed=seed, options=options)
+        reward = self.episodes.reset(seed=seed, options=options)
         self._after_advance(reward)
 
     def _after_advance(self, reward: float) -> None:
@@ -403,12 +324,12 @@ class DecomposedAECEnv(AECEnv):
         self.terminations = {a: self.loop.terminated for a in self.agents}
         self.truncations = {a: self.loop.truncated for a in self.agents}
         if self.loop.pending is not None:
-            self.agent_selection = self.possible_agents[self.loop.pending[0]]
+            self.agent_selection = self.possible_agents[self.loop.pending.cluster]
         else:
             self.agent_selection = self.agents[0]
         for a in self.agents:
             self.infos[a] = {
-                "substation": -1 if self.loop.pending is None else self.loop.pending[1]
+                "substation": -1 if self.loop.pending is None else self.loop.pending.substation
             }
         self._accumulate_rewards()
 
@@ -420,10 +341,8 @@ class DecomposedAECEnv(AECEnv):
                 self.agent_selection = self.agents[0]
             return
         self._cumulative_rewards[agent] = 0.0
-        i, _ = self.loop.pending
-        a = 0 if action is None else int(action)
-        reward = self.loop.apply(self.dec.clusters[i].actions[a])
-        reward += self.loop.advance()
+        cluster = self.dec.clusters[self.loop.pending.cluster]
+        reward = self.episodes.act(cluster, 0 if action is None else int(action))
         self._after_advance(reward)
 
     def render(self):
@@ -462,29 +381,31 @@ class CentralizedGymEnv(gym.Env):
                 f"the gymnasium view needs one cluster, got {len(decomposition.clusters)}; "
                 "use factorization.centralized()"
             )
-        self.loop = _DecisionLoop(
+        self.episodes = _Episodes(
             env, decomposition, danger=danger, rank_by=rank_by, scenarios=scenarios
         )
+        self.loop = self.episodes.loop
         self.cluster = decomposition.clusters[0]
         self.observation_space = spaces.Box(-np.inf, np.inf, (self.cluster.n_features,), np.float32)
         self.action_space = spaces.Discrete(self.cluster.n_actions)
 
     def _obs(self):
-        sub = -1 if self.loop.pending is None else self.loop.pending[1]
+        sub = -1 if self.loop.pending is None else self.loop.pending.substation
         return self.cluster.features(self.loop.obs.to_vect(), sub), {
             "action_mask": self.action_masks(),
             "substation": sub,
         }
 
     def action_masks(self) -> np.ndarray:
-        sub = -1 if self.loop.pending is None else self.loop.pending[1]
+        sub = -1 if self.loop.pending is None else self.loop.pending.substation
         return self.cluster.action_mask(sub)
 
     def reset(self, *, seed=None, options=None):
-        self.loop.reset(seed=seed, options=options)
+        super().reset(seed=seed)
+        self.episodes.reset(seed=seed, options=options)
         return self._obs()
 
     def step(self, action):
-        reward = self.loop.apply(self.cluster.actions[int(action)]) + self.loop.advance()
+        reward = self.episodes.act(self.cluster, int(action))
         obs, info = self._obs()
         return obs, reward, self.loop.terminated, self.loop.truncated, info

@@ -104,7 +104,7 @@ def make_env(
         reward: a grid2op reward class (default: the env's own).
         params: grid2op ``Parameters`` or a dict of parameter names to values.
         thermal_limit_scale: multiplies every thermal limit (< 1 stresses the grid; the
-            standard evaluation uses 0.85). Recorded in ``env_metadata(env)``.
+            standard evaluation uses 0.85). Record it from the `EnvSpec` (`env_metadata`).
         **kwargs: passed to ``grid2op.make`` (e.g. ``chronics_class``).
     """
     scale = float(thermal_limit_scale)
@@ -127,21 +127,21 @@ def make_env(
         env.set_thermal_limit(env.get_thermal_limit() * scale)
     if seed is not None:
         env.seed(int(seed))
-    env._decomp_metadata = {
-        "env": os.fspath(name),
-        "env_path": env.get_path_env(),
-        "bundled": bundled,
-        "backend": backend,
-        "thermal_limit_scale": scale,
-        "seed": seed,
-        "grid2op_version": grid2op.__version__,
-    }
     return env
 
 
-def env_metadata(env) -> dict:
-    """What every output records about the env it came from (name, backend, scale, versions)."""
-    return dict(getattr(env, "_decomp_metadata", {}))
+def env_metadata(env, spec: EnvSpec | None = None) -> dict:
+    """What every output records about an env: its folder and grid2op version, and with the
+    `EnvSpec` it was made from, the name, backend and thermal limit scale (settings travel in
+    the spec, never as attributes attached to the env)."""
+    import grid2op
+
+    meta = {"env_path": env.get_path_env(), "grid2op_version": grid2op.__version__}
+    if spec is not None:
+        _, bundled = resolve_env(spec.name)
+        meta = {"env": spec.name, **meta, "bundled": bundled, "backend": spec.backend,
+                "thermal_limit_scale": float(spec.thermal_limit_scale)}  # fmt: skip
+    return meta
 
 
 @dataclass(frozen=True)
@@ -166,6 +166,12 @@ class EnvSpec:
             thermal_limit_scale=self.thermal_limit_scale,
             **self.kwargs,
         )
+
+    def key(self) -> str:
+        """One string per distinct recipe (workers cache their envs under it)."""
+        import json
+
+        return json.dumps(self.to_dict(), sort_keys=True, default=repr)
 
     def to_dict(self) -> dict:
         """JSON-friendly description (the reward as its class name)."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from distributed_grid2op import cli
 from distributed_grid2op.baselines import BASELINES, DANGER
-from distributed_grid2op.cli import ArgumentParser, positive_float, positive_int, run, unit_float
+from distributed_grid2op.cli import ArgumentParser, positive_float, positive_int, run
 from distributed_grid2op.splits import SPLITS
 
 PROG = "python -m distributed_grid2op.evaluate"
@@ -85,14 +86,13 @@ def build_parser() -> ArgumentParser:
         "--out", default="runs/evaluation", help="output folder (default: runs/evaluation)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the episode seeds (default: 0)")
-    p.add_argument(
-        "--workers", type=positive_int, default=None, help="processes (default: CPUs, <= episodes)"
-    )
+    cli.add_executor_arguments(p, default_workers=None)
     p.add_argument(
         "--danger",
-        type=unit_float,
-        default=DANGER,
-        help=f"danger threshold on max rho (default: {DANGER})",
+        type=cli.danger_threshold,
+        default=None,
+        help=f"danger threshold on max rho of every run (default: {DANGER} for baselines, "
+        "trained agents their own)",
     )
     p.add_argument(
         "--top-k",
@@ -110,23 +110,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the evaluation, write the CSVs and print the run summary."""
     args = build_parser().parse_args(argv)
     from distributed_grid2op.envs import EnvSpec
-    from distributed_grid2op.evaluation import default_workers, evaluate, format_summary, run_specs
+    from distributed_grid2op.evaluation import evaluate, format_summary, run_specs
 
     runs = run_specs(args.baselines, args.agents, args.top_k or (None,))
     spec = EnvSpec(args.env, backend=args.backend, thermal_limit_scale=args.thermal_limit_scale)
     n_tasks = len(runs) * (args.episodes or 1_000_000)
-    result = evaluate(
-        runs,
-        spec,
-        args.out,
-        scenarios=args.scenarios,
-        episodes=args.episodes,
-        seed=args.seed,
-        max_steps=args.max_steps,
-        danger=args.danger,
-        workers=args.workers or default_workers(n_tasks),
-        progress=not args.no_progress,
-    )
+    with cli.executor_from_args(args, n_tasks) as executor:
+        result = evaluate(
+            runs,
+            spec,
+            args.out,
+            scenarios=args.scenarios,
+            episodes=args.episodes,
+            seed=args.seed,
+            max_steps=args.max_steps,
+            danger=args.danger,
+            executor=executor,
+            progress=not args.no_progress,
+        )
     print(format_summary(result.runs))
     print(f"wrote {result.out}/{{step_metrics,daily_summary,episode_summary,run_summary}}.csv")
     return 0

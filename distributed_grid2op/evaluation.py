@@ -2,12 +2,13 @@
 
 Why not grid2op's ``Runner``: it names episode folders after the chronic (two episodes of
 one chronic overwrite each other), NaN-pads its arrays, and cannot record what our agents
-decided (``agent.last_decision``) nor how long each decision took. So each episode is a
-plain loop in a worker process (its env made from a picklable `EnvSpec`, or inherited
-from the parent by fork), and writes one
+decided nor how long each decision took. So each episode is the one decision loop
+(`loop.DecisionLoop`, the same as in training) run by a task of the execution layer
+(`execution.Executor`: its env made from a picklable `EnvSpec` in the worker), which
+returns the episode's arrays; the driver writes one
 ``episodes/<run>/ep<k>_<scenario>_seed<s>.npz`` (atomic; its name is unique per run and
 episode, so nothing is overwritten and an interrupted run resumes by skipping the episodes
-already on disk). Workers send back only file paths, never grid2op objects.
+already on disk).
 
 Outputs in ``out``:
 
@@ -40,12 +41,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +51,9 @@ import pandas as pd
 from distributed_grid2op.baselines import BASELINES, DANGER, make_baseline
 from distributed_grid2op.envs import EnvSpec, env_metadata, quiet_grid2op
 from distributed_grid2op.errors import UserError
+from distributed_grid2op.execution import LOCAL, Executor, default_workers
 from distributed_grid2op.io import atomic_path, ensure_writable_dir, write_json
+from distributed_grid2op.loop import DecisionLoop, Step, play
 from distributed_grid2op.seeding import child_seeds
 from distributed_grid2op.splits import scenario_names, split_scenarios
 
@@ -107,7 +106,7 @@ class EpisodeTask:
     seed: int
     path: str
     max_steps: int | None = None
-    danger: float = DANGER
+    danger: float | None = None  # None: baselines at DANGER, agents as saved
 
 
 # ---------------------------------------------------------------------------- plan
@@ -169,40 +168,29 @@ def run_specs(baselines=(), agents=(), top_k=(None,)) -> list[RunSpec]:
 
 # ---------------------------------------------------------------------------- worker
 
-_ENVS: dict[str, object] = {}
+def _agent(ctx, run: RunSpec, spec: EnvSpec, danger: float | None):
+    """One agent per run per worker (loading a checkpoint can take seconds); every episode
+    resets it."""
+    key = ("eval-agent", run, spec.key(), danger)
+    if key not in ctx.cache:
+        ctx.cache[key] = make_agent(run, ctx.env(spec), danger)
+    return ctx.cache[key]
 
 
-def _worker_env(spec: EnvSpec):
-    """One env per spec per process (making one costs ~1 s); reset reseeds it per episode."""
-    key = repr(spec)
-    if key not in _ENVS:
-        _ENVS[key] = spec.make()
-    return _ENVS[key]
+def make_agent(run: RunSpec, env, danger: float | None = None):
+    """A fresh agent for ``run`` (baselines here, checkpoints via `agents.load_agent`).
 
-
-_AGENTS: dict[tuple, object] = {}
-
-
-def _worker_agent(run: RunSpec, spec: EnvSpec, danger: float):
-    """One agent per run per process (loading a checkpoint can take seconds); ``reset(obs)``
-    starts each episode, as for any grid2op agent."""
-    key = (run, repr(spec), float(danger))
-    if key not in _AGENTS:
-        _AGENTS[key] = make_agent(run, _worker_env(spec), danger)
-    return _AGENTS[key]
-
-
-def make_agent(run: RunSpec, env, danger: float = DANGER):
-    """A fresh agent for ``run`` (baselines here, checkpoints via `agents.load_agent`)."""
+    ``danger``: the threshold of every run (None: ``DANGER`` for baselines, the saved one for
+    trained agents)."""
     if run.kind == "baseline":
-        return make_baseline(run.source, env, danger=danger)
-    try:
-        from distributed_grid2op.agents import load_agent
-    except ImportError as exc:  # the agents module is optional for baseline-only runs
-        raise UserError(f"cannot load agent {run.source}: {exc}") from exc
+        return make_baseline(run.source, env, danger=DANGER if danger is None else danger)
+    from distributed_grid2op.agents import load_agent
+
     agent = load_agent(run.source, env)
     if run.top_k is not None:
         agent.top_k = run.top_k
+    if danger is not None:
+        agent.set_danger(danger)
     return agent
 
 
@@ -218,43 +206,34 @@ def _timestamp(obs) -> dt.datetime:
     )
 
 
-def play_episode(task: EpisodeTask) -> str:
-    """Play one episode and write its ``.npz`` (atomically); return the path.
+ROW_KEYS = ("rho", "line_status", "topo", "reward", "illegal", "ambiguous", "agent", "action_id",
+            "substation", "decision_ms", "losses_mw", "minutes", "datetime")  # fmt: skip
+
+
+def play_episode(ctx, task: EpisodeTask, shared=None) -> dict:
+    """Play one episode through the decision loop; its arrays (a task of the executor).
 
     Arrays (``T`` = steps played, ``L`` = lines): ``rho``/``line_status`` (T, L) after each
     step (NaN / False on the game-over step), ``topo`` (T, n_elements), ``rho0``/
     ``line_status0``/``topo0`` before the first step, and per step ``reward``, ``illegal``,
     ``ambiguous``, ``agent``, ``action_id``, ``substation``, ``decision_ms``, ``losses_mw``,
-    ``minutes`` (since the start), ``datetime``.
+    ``minutes`` (since the start), ``datetime``; ``meta`` (JSON).
     """
     with quiet_grid2op():
-        env = _worker_env(task.env_spec)
-        options = {"time serie id": int(task.scenario)}
-        if task.max_steps:
-            options["max step"] = int(task.max_steps)
-        obs = env.reset(seed=int(task.seed), options=options)
-        agent = _worker_agent(task.run, task.env_spec, task.danger)
+        env = ctx.env(task.env_spec)
+        agent = _agent(ctx, task.run, task.env_spec, task.danger)
         seed_agent = getattr(agent, "seed", None)
         if callable(seed_agent):  # BaseAgent.seed seeds the agent's action space
             seed_agent(int(task.seed))
-        agent.reset(obs)
-        max_steps = int(obs.max_step)
-        start = last = _timestamp(obs)
+        rows: dict[str, list] = {k: [] for k in ROW_KEYS}
+        state = {"cause": "", "last": None}
         step_delta = dt.timedelta(seconds=float(env.delta_time_seconds))
-        init = (obs.rho.astype(np.float32), obs.line_status.copy(), obs.topo_vect.astype(np.int8))
-        rows: dict[str, list] = {k: [] for k in (
-            "rho", "line_status", "topo", "reward", "illegal", "ambiguous", "agent", "action_id",
-            "substation", "decision_ms", "losses_mw", "minutes", "datetime")}  # fmt: skip
-        reward, done, cause = float(env.reward_range[0]), False, ""
-        while not done:
-            t0 = time.perf_counter()
-            action = agent.act(obs, reward, done)
-            ms = (time.perf_counter() - t0) * 1e3
-            decision = dict(getattr(agent, "last_decision", None) or {})
-            obs, reward, done, info = env.step(action)
-            fatal = _fatal(info.get("exception") or []) if done else []
+
+        def record(step: Step) -> None:
+            obs, info = step.obs, step.info
+            fatal = _fatal(info.get("exception") or []) if step.done else []
             if fatal:
-                cause = type(fatal[0]).__name__
+                state["cause"] = type(fatal[0]).__name__
                 rows["rho"].append(np.full(env.n_line, np.nan, np.float32))
                 rows["line_status"].append(np.zeros(env.n_line, bool))
                 rows["topo"].append(np.full(env.dim_topo, -1, np.int8))
@@ -265,19 +244,31 @@ def play_episode(task: EpisodeTask) -> str:
                 rows["topo"].append(obs.topo_vect.astype(np.int8))
                 rows["losses_mw"].append(float(np.sum(obs.gen_p) - np.sum(obs.load_p)))
             # a game-over observation carries no date: one step after the previous one
-            stamp = last + step_delta if fatal else _timestamp(obs)
-            last = stamp
+            stamp = state["last"] + step_delta if fatal else _timestamp(obs)
+            state["last"] = stamp
             rows["minutes"].append(int((stamp - start).total_seconds() // 60))
             rows["datetime"].append(stamp.isoformat(sep=" ", timespec="minutes"))
-            rows["reward"].append(float(reward))
+            rows["reward"].append(step.reward)
             rows["illegal"].append(bool(info.get("is_illegal", False)))
             rows["ambiguous"].append(bool(info.get("is_ambiguous", False)))
-            rows["agent"].append(str(decision.get("agent", "")))
-            rows["action_id"].append(int(decision.get("action_id", -1)))
-            rows["substation"].append(int(decision.get("substation", -1)))
-            rows["decision_ms"].append(ms)
+            d = step.decision
+            rows["agent"].append(str(d.agent))
+            rows["action_id"].append(int(d.action_id))
+            rows["substation"].append(int(d.substation))
+            rows["decision_ms"].append(step.ms)
+
+        loop = DecisionLoop(env, agent.controller, observer=record)
+        options = {"time serie id": int(task.scenario)}
+        if task.max_steps:
+            options["max step"] = int(task.max_steps)
+        obs = loop.reset(seed=int(task.seed), options=options)
+        agent.reset(obs)
+        max_steps = int(obs.max_step)
+        start = state["last"] = _timestamp(obs)
+        init = (obs.rho.astype(np.float32), obs.line_status.copy(), obs.topo_vect.astype(np.int8))
+        play(loop, agent, deterministic=True)
         steps = len(rows["reward"])
-        survived = steps - 1 if cause else steps
+        survived = steps - 1 if state["cause"] else steps
     arrays = {k: np.asarray(v) for k, v in rows.items()}
     arrays["agent"] = np.asarray(rows["agent"], dtype=str)
     arrays["datetime"] = np.asarray(rows["datetime"], dtype=str)
@@ -285,13 +276,18 @@ def play_episode(task: EpisodeTask) -> str:
     meta = {
         "run": task.run.name, "episode": task.episode, "scenario": task.scenario,
         "scenario_name": task.scenario_name, "seed": task.seed, "max_steps": max_steps,
-        "survived_steps": survived, "game_over_cause": cause, "start": start.isoformat(),
+        "survived_steps": survived, "game_over_cause": state["cause"], "start": start.isoformat(),
     }  # fmt: skip
     arrays["meta"] = np.asarray(json.dumps(meta))
-    with atomic_path(task.path, suffix=".npz") as tmp:
+    return arrays
+
+
+def write_episode(path: str | Path, arrays: dict) -> Path:
+    """Write one episode's arrays (atomically): ``.npz``, compressed."""
+    with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
-    return task.path
+    return Path(path)
 
 
 def load_episode(path: str | Path) -> dict:
@@ -510,12 +506,16 @@ def evaluate(
     episodes: int | None = None,
     seed: int = 0,
     max_steps: int | None = None,
-    danger: float = DANGER,
-    workers: int = 1,
+    danger: float | None = None,
+    workers: int | None = 1,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> EvaluationResult:
     """Play every run on the same (scenario, seed) plan and write the CSVs to ``out``.
 
+    ``danger``: the threshold of every run (None: ``DANGER`` for baselines, each trained
+    agent's own); the summaries count danger steps at it (``DANGER`` if None). ``workers``
+    (None: the CPUs, capped by the episodes) or an ``executor`` of the execution layer.
     Episodes already on disk (same settings, see ``run_config.json``) are reused, so an
     interrupted evaluation resumes where it stopped.
     """
@@ -523,17 +523,19 @@ def evaluate(
 
     out = ensure_writable_dir(out)
     with quiet_grid2op():
-        env = _worker_env(env_spec)
+        # the driver's own context: forked workers start with this env and these agents
+        env = LOCAL.env(env_spec)
         split = scenarios or default_split(env)
         plan = plan_episodes(env, split, episodes, seed)
         for run in runs:  # fail fast (exit 2) on a bad checkpoint, before any worker starts
-            _worker_agent(run, env_spec, danger)
-        n_line, meta = int(env.n_line), env_metadata(env)
+            _agent(LOCAL, run, env_spec, danger)
+        n_line, meta = int(env.n_line), env_metadata(env, env_spec)
+    threshold = DANGER if danger is None else float(danger)
     config = {
         "format": FORMAT, "env": env_spec.name, "env_path": meta.get("env_path"),
         "backend": env_spec.backend, "thermal_limit_scale": env_spec.thermal_limit_scale,
         "seed": int(seed), "scenarios": split, "episodes": len(plan), "max_steps": max_steps,
-        "danger": float(danger), "runs": [asdict(r) for r in runs], "plan": plan,
+        "danger": danger, "runs": [asdict(r) for r in runs], "plan": plan,
         "grid2op_version": grid2op.__version__,
     }  # fmt: skip
     _check_config(out / "run_config.json", config)
@@ -549,14 +551,18 @@ def evaluate(
                 / f"ep{p['episode']:04d}_{p['scenario_name']}_seed{p['seed']}.npz"
             )
             tasks.append(EpisodeTask(run, env_spec, p["episode"], p["scenario"], p["scenario_name"], p["seed"],
-                                     str(path), max_steps, float(danger)))  # fmt: skip
+                                     str(path), max_steps, danger))  # fmt: skip
     todo = [t for t in tasks if not Path(t.path).is_file()]
-    _play_all(todo, workers, progress)
+    if executor is None:
+        with Executor(min(workers or default_workers(len(todo)), max(1, len(todo)))) as ex:
+            _play_all(todo, ex, progress)
+    else:
+        _play_all(todo, executor, progress)
 
     loaded = [load_episode(t.path) for t in tasks]
     steps = pd.concat([episode_steps(ep, n_line) for ep in loaded], ignore_index=True)
-    daily = daily_summary(steps, danger)
-    ep_table = pd.DataFrame([episode_summary(ep, danger) for ep in loaded], columns=EPISODE_COLUMNS)
+    daily = daily_summary(steps, threshold)
+    ep_table = pd.DataFrame([episode_summary(ep, threshold) for ep in loaded], columns=EPISODE_COLUMNS)
     summary = summarize_runs(ep_table)
     _write_csv(steps, out / "step_metrics.csv")
     _write_csv(daily, out / "daily_summary.csv")
@@ -565,27 +571,14 @@ def evaluate(
     return EvaluationResult(out, steps, daily, ep_table, summary)
 
 
-def _play_all(tasks: list[EpisodeTask], workers: int, progress: bool) -> None:
+def _play_all(tasks: list[EpisodeTask], executor: Executor, progress: bool) -> None:
+    """Play the episodes on the executor; the driver writes each one as it completes."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(tasks), desc="episodes", unit="ep", disable=not progress or not tasks)
-    try:
-        if workers <= 1 or len(tasks) <= 1:
-            for t in tasks:
-                play_episode(t)
-                bar.update()
-            return
-        # fork: no re-import, works from scripts without a __main__ guard, and every worker
-        # starts with a copy of the env and agents the parent already made (episodes reset
-        # them with their own seed, so results do not depend on which worker plays what)
-        method = "fork" if "fork" in get_all_start_methods() else "spawn"
-        with ProcessPoolExecutor(min(workers, len(tasks)), get_context(method)) as pool:
-            futures = [pool.submit(play_episode, t) for t in tasks]
-            for f in as_completed(futures):
-                f.result()
-                bar.update()
-    finally:
-        bar.close()
+    with tqdm(total=len(tasks), desc="episodes", unit="ep", disable=not progress or not tasks) as bar:
+        for task, arrays in executor.imap(play_episode, tasks):
+            write_episode(task.path, arrays)
+            bar.update()
 
 
 def format_summary(runs: pd.DataFrame) -> str:
@@ -599,12 +592,3 @@ def format_summary(runs: pd.DataFrame) -> str:
     }  # fmt: skip
     t = runs[list(cols)].rename(columns=cols)
     return t.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-")
-
-
-def default_workers(n_tasks: int) -> int:
-    """CPUs available to this process, capped by the number of episodes."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, n_tasks))

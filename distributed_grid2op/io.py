@@ -26,10 +26,41 @@ def atomic_path(path: str | Path, suffix: str = ""):
             os.unlink(tmp)
 
 
+@contextmanager
+def atomic_dir(path: str | Path):
+    """Yield an empty temp folder next to ``path``; it replaces ``path`` (a folder) only if
+    the block succeeds, so readers see the old folder or the complete new one."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_text(path: str | Path, text: str) -> Path:
-    """Atomically write text."""
+    """Atomically write text (``\\n`` line endings on every platform)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, newline="\n")
+    return Path(path)
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Atomically write bytes."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return Path(path)
 
 

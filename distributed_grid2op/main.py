@@ -27,16 +27,6 @@ def _splits(text: str) -> list[str]:
     return names
 
 
-def _splits(text: str) -> list[str]:
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [n for n in names if n not in SPLITS]
-    if not names or bad:
-        raise argparse.ArgumentTypeError(
-            f"unknown split {', '.join(bad) or repr(text)}; choose from {', '.join(SPLITS)}"
-        )
-    return names
-
-
 def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(
         prog="python -m distributed_grid2op.main",
@@ -76,9 +66,7 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="continue from the last checkpoint in --out"
     )
-    p.add_argument(
-        "--workers", type=cli.positive_int, default=1, help="processes collecting episodes"
-    )
+    cli.add_executor_arguments(p, default_workers=1)
     p.add_argument(
         "--checkpoint-every", type=cli.positive_int, default=20, help="episodes between checkpoints"
     )
@@ -106,7 +94,7 @@ def build_parser() -> cli.ArgumentParser:
         "--max-start", type=int, default=0, help="start episodes at a random step in [0, N]"
     )
     p.add_argument(
-        "--danger", type=cli.positive_float, default=0.9, help="act when max rho >= this (0.9)"
+        "--danger", type=cli.danger_threshold, default=0.9, help="act when max rho >= this (0.9)"
     )
     p.add_argument(
         "--rank-by", choices=("max", "mean"), default="max", help="substation picker ranking"
@@ -182,12 +170,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         config=config,
         top_k=args.top_k,
         seed=args.seed,
+        spec=spec,
     )
     trainer = Trainer(agent, out, spec=spec, scenarios=scenarios, seed=args.seed,
                       episodes_per_update=args.episodes_per_update, checkpoint_every=args.checkpoint_every,
                       imitation_episodes=args.imitation_episodes,
         dagger_rounds=args.dagger_rounds,
-        prune_actions=args.prune_actions, max_start=args.max_start, workers=args.workers,
+        prune_actions=args.prune_actions, max_start=args.max_start,
+                      executor=cli.executor_from_args(args),
                       resume=args.resume, progress=not args.no_progress,
                       run_info={"argv": list(sys.argv[1:] if argv is None else argv), "env_spec": spec.to_dict(),
                                 "split": ",".join(args.scenarios)})  # fmt: skip

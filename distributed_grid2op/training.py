@@ -18,26 +18,22 @@ Output folder: ``train_log.csv`` (one row per PPO episode), ``imitation_log.csv`
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import math
 import os
-import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from distributed_grid2op.agents.hierarchical import (
-    META_FILE,
-    HierarchicalAgent,
-    agent_from_metadata,
-    load_agent,
-)
+from distributed_grid2op.checkpoints import META_FILE, latest_checkpoint
 from distributed_grid2op.envs import EnvSpec
 from distributed_grid2op.errors import UserError
-from distributed_grid2op.io import ensure_writable_dir, write_json, write_text
+from distributed_grid2op.execution import Executor, torch_threads
+from distributed_grid2op.io import atomic_dir, ensure_writable_dir, write_json, write_text
+from distributed_grid2op.loop import DecisionLoop, Step
 
 LOG_FILE, IMITATION_LOG, STATE_FILE, RUN_FILE = (
     "train_log.csv",
@@ -47,6 +43,7 @@ LOG_FILE, IMITATION_LOG, STATE_FILE, RUN_FILE = (
 )
 BASE_COLUMNS = ["episode", "scenario", "seed", "start", "survived_steps", "max_steps", "safe_steps",
                 "total_reward", "decisions", "reconnections"]  # fmt: skip
+TRAJECTORY_KEYS = ("obs", "masks", "actions", "logps", "values", "rewards")
 
 
 def episode_seed(seed: int, episode: int, phase: int = 0) -> int:
@@ -76,10 +73,9 @@ def soft_labels(scores: np.ndarray, temperature: float) -> np.ndarray | None:
     return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def run_episode(
-    agent: HierarchicalAgent, env, *, scenario: int, seed: int, start: int = 0, mode: str = "policy"
-) -> dict:
-    """Play one episode; returns its statistics and, per cluster, what the learners need.
+def run_episode(agent, env, *, scenario: int, seed: int, start: int = 0, mode: str = "policy") -> dict:
+    """Play one episode through the decision loop; its statistics and, per cluster, what the
+    learners need.
 
     ``mode="policy"``: sample the clusters' policies (numpy Generator seeded by ``seed``);
     the trajectory of a cluster holds its decisions with the env rewards summed from each
@@ -89,50 +85,49 @@ def run_episode(
     expert's labels and scores are recorded (DAgger).
     """
     rng = np.random.default_rng(seed)
-    env.seed(int(seed))
+    clusters = agent.decomposition.clusters
+    trajs = [{k: [] for k in TRAJECTORY_KEYS} for _ in clusters]
+    scores: list[list[np.ndarray]] = [[] for _ in clusters]  # expert's simulated max rho
+    tally = {"safe_steps": None, "total": 0.0, "reconnections": 0}
+
+    def observe(step: Step) -> None:
+        if tally["safe_steps"] is None and float(np.max(step.obs_before.rho)) >= agent.danger:
+            tally["safe_steps"] = loop.steps - 1
+        tally["total"] += step.reward
+        tally["reconnections"] += step.decision.agent == "reconnect"
+        for t in trajs:
+            if t["rewards"]:
+                t["rewards"][-1] += step.reward
+
+    loop = DecisionLoop(env, agent.controller, observer=observe)
     options = {"time serie id": int(scenario)}
     if start:
         options["init ts"] = int(start)
-    obs = env.reset(options=options)
-    agent.reset(obs)
-    clusters = agent.decomposition.clusters
-    keys = ("obs", "masks", "actions", "logps", "values", "rewards")
-    trajs = [{k: [] for k in keys} for _ in clusters]
-    scores: list[list[np.ndarray]] = [[] for _ in clusters]  # expert's simulated max rho
-    steps, safe_steps, total, reconnections, game_over = 0, None, 0.0, 0, False
+    loop.reset(seed=seed, options=options)
     max_steps = int(env.max_episode_duration()) - int(start)
-    done = False
-    while not done:
-        if safe_steps is None and float(np.max(obs.rho)) >= agent.danger:
-            safe_steps = steps
-        action, d = agent.predict(obs, deterministic=False, rng=rng)
-        if "cluster" in d:
-            i = d["cluster"]
-            a, logp = d["action_id"], d["logp"]
-            if mode in ("expert", "dagger"):  # dagger: the policy acts, the expert labels
-                sc = agent.expert_scores(obs, i, d["substation"])
-                a, logp = agent.expert_choice(obs, i, d["substation"], sc), 0.0
-                scores[i].append(sc)
-                if mode == "expert":
-                    action = clusters[i].actions[a]
-            t = trajs[i]
-            for k, v in zip(keys, (d["features"], d["mask"], a, logp, d["value"], 0.0)):
-                t[k].append(v)
-        elif d["agent"] == "reconnect":
-            reconnections += 1
-        obs, reward, done, info = env.step(action)
-        steps += 1
-        total += float(reward)
-        for t in trajs:
-            if t["rewards"]:
-                t["rewards"][-1] += float(reward)
-        if done:
-            game_over = bool(info.get("exception"))
+    loop.advance()
+    while not loop.done:
+        obs, turn = loop.obs, loop.pending
+        action, d = agent.decide(obs, turn, deterministic=False, rng=rng)
+        i, a, logp = d.cluster, d.action_id, d.logp
+        if mode in ("expert", "dagger"):  # dagger: the policy acts, the expert labels
+            sc = agent.expert_scores(obs, i, turn.substation)
+            a, logp = agent.expert_choice(obs, i, turn.substation, sc), 0.0
+            scores[i].append(sc)
+            if mode == "expert":
+                action = clusters[i].action_set.to_grid2op(a)
+                d.action_id = a
+        for k, v in zip(TRAJECTORY_KEYS, (d.features, d.mask, a, logp, d.value, 0.0)):
+            trajs[i][k].append(v)
+        loop.apply(action, d)
+        loop.advance()
+    steps, safe = loop.steps, tally["safe_steps"]
     stats = {
         "scenario": int(scenario), "seed": int(seed), "start": int(start),
-        "survived_steps": steps - int(game_over), "max_steps": max_steps,
-        "safe_steps": steps if safe_steps is None else safe_steps, "total_reward": round(total, 6),
-        "decisions": sum(len(t["actions"]) for t in trajs), "reconnections": reconnections,
+        "survived_steps": steps - int(loop.terminated), "max_steps": max_steps,
+        "safe_steps": steps if safe is None else safe, "total_reward": round(tally["total"], 6),
+        "decisions": sum(len(t["actions"]) for t in trajs),
+        "reconnections": int(tally["reconnections"]),
     }  # fmt: skip
     for c, t in zip(clusters, trajs):
         stats[f"reward_{c.name}"] = round(float(sum(t["rewards"])), 6)
@@ -150,26 +145,18 @@ def run_episode(
     return {"stats": stats, "trajectories": arrays}
 
 
-# ---- worker processes (each with its own env and agent copy) ---------------------------------
-_WORKER: dict = {}
-
-
-def _init_worker(spec: EnvSpec, agent_meta: dict) -> None:
-    torch.set_num_threads(1)
-    from distributed_grid2op.envs import quiet_grid2op
-
-    with quiet_grid2op():
-        env = spec.make()
-    _WORKER["env"] = env
-    _WORKER["agent"] = agent_from_metadata(agent_meta, env)
-
-
-def _worker_episodes(weights: list, kept_actions, tasks: list[dict]) -> list[dict]:
-    agent = _WORKER["agent"]
-    agent.prune(kept_actions)
-    for learner, w in zip(agent.learners, weights):
-        learner.net.load_state_dict(w)
-    return [run_episode(agent, _WORKER["env"], **t) for t in tasks]
+def _episode_task(ctx, task: dict, shared: dict) -> dict:
+    """Worker side: one episode with the agent of ``shared`` (made once per worker)."""
+    spec, meta = shared["spec"], shared["meta"]
+    structure = {k: v for k, v in meta.items() if k != "kept_actions"}  # pruning comes per call
+    digest = hashlib.sha1(json.dumps(structure, sort_keys=True).encode()).hexdigest()
+    key = ("agent", spec.key(), digest)
+    env = ctx.env(spec)
+    if key not in ctx.cache:
+        ctx.cache[key] = shared["cls"].from_metadata(meta, env)
+    agent = ctx.cache[key]
+    agent.prune(shared["kept_actions"]).load_policy_states(shared["weights"])
+    return run_episode(agent, env, **task)
 
 
 class Trainer:
@@ -187,14 +174,15 @@ class Trainer:
         dagger_rounds: DAgger rounds after them (see `imitate`).
         prune_actions: keep only the actions the expert used during imitation.
         max_start: episodes start at a random step in ``[0, max_start]`` of their scenario.
-        workers: processes collecting episodes (1: in this process).
+        workers: workers collecting episodes (1: in this process).
+        executor: an `execution.Executor` to collect with (default: one of ``workers``).
         resume: continue from the latest checkpoint in ``out_dir``.
         progress: show a tqdm bar.
     """
 
     def __init__(
         self,
-        agent: HierarchicalAgent,
+        agent,
         out_dir,
         *,
         spec: EnvSpec | None = None,
@@ -210,9 +198,11 @@ class Trainer:
         resume: bool = False,
         progress: bool = True,
         run_info: dict | None = None,
+        executor: Executor | None = None,
     ):
+        workers = executor.workers if executor is not None else int(workers)
         if workers > 1 and spec is None:
-            raise UserError("worker processes need an EnvSpec to make their envs")
+            raise UserError("workers need an EnvSpec to make their envs")
         self.agent, self.out = agent, ensure_writable_dir(out_dir)
         self.spec, self.seed = spec, int(seed)
         self.scenarios = list(scenarios) if scenarios is not None else [0]
@@ -230,7 +220,7 @@ class Trainer:
         self.columns = BASE_COLUMNS + [
             f"{p}_{c}" for c in agent.decomposition.names for p in ("reward", "decisions")
         ]
-        self._pool = None
+        self._executor, self._own_executor = executor, executor is None
         self.timings_ = {"collect_s": 0.0, "update_s": 0.0, "imitation_s": 0.0}
 
     # ---- schedule ---------------------------------------------------------------------
@@ -242,67 +232,46 @@ class Trainer:
         return {"scenario": scenario, "seed": s, "start": start, "mode": mode}
 
     def _collect(self, tasks: list[dict]) -> list[dict]:
+        """Play the episodes of ``tasks``: here, or on the executor's workers (each with its
+        own env and agent copy, given the current weights); results in task order."""
         if self.workers <= 1:
             return [run_episode(self.agent, self.agent.env, **t) for t in tasks]
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                self.workers,
-                mp_context=get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(self.spec, self.agent.metadata()),
-            )
-        weights = [learner.net.state_dict() for learner in self.agent.learners]
-        chunks = [tasks[i :: self.workers] for i in range(self.workers)]
-        futures = [
-            self._pool.submit(_worker_episodes, weights, self.agent.kept_actions, c)
-            for c in chunks
-            if c
-        ]
-        parts = [f.result() for f in futures]
-        results: list = [None] * len(tasks)
-        for w, part in enumerate(parts):
-            for j, r in enumerate(part):
-                results[w + j * self.workers] = r
-        return results
+        if self._executor is None:
+            self._executor = Executor(self.workers)
+        shared = {"cls": type(self.agent), "spec": self.spec, "meta": self.agent.metadata(),
+                  "weights": self.agent.policy_states(), "kept_actions": self.agent.kept_actions}  # fmt: skip
+        return self._executor.map(_episode_task, tasks, shared)
 
     # ---- persistence ------------------------------------------------------------------
     def _checkpoint(self) -> Path:
-        name = f"ep{self.episodes_done_:06d}"
-        final = self.out / "checkpoints" / name
-        tmp = self.out / "checkpoints" / f".{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.agent.save(tmp)
-        write_json(
-            tmp / STATE_FILE,
-            {
-                "episodes_done": self.episodes_done_,
-                "updates_done": self.updates_done_,
-                "seed": self.seed,
-                "scenarios": self.scenarios,
-            },
-        )
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        final = self.out / "checkpoints" / f"ep{self.episodes_done_:06d}"
+        with atomic_dir(final) as tmp:
+            self.agent.save(tmp)
+            write_json(
+                tmp / STATE_FILE,
+                {
+                    "episodes_done": self.episodes_done_,
+                    "updates_done": self.updates_done_,
+                    "seed": self.seed,
+                    "scenarios": self.scenarios,
+                },
+            )
         return final
 
     def _restore(self) -> None:
-        ckpts = sorted(
-            p for p in (self.out / "checkpoints").glob("ep*") if (p / STATE_FILE).is_file()
-        )
-        if not ckpts:
+        ckpt = latest_checkpoint(self.out, STATE_FILE)
+        if ckpt is None:
             raise UserError(f"--resume: no checkpoint in {self.out / 'checkpoints'}")
-        ckpt = ckpts[-1]
-        state = json.loads((ckpt / STATE_FILE).read_text())
+        try:
+            state = json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"{ckpt / STATE_FILE}: unreadable trainer state ({exc})") from exc
         if state["seed"] != self.seed or state["scenarios"] != self.scenarios:
             raise UserError(
                 f"--resume: {ckpt} was made with seed {state['seed']} on scenarios "
                 f"{state['scenarios']}; rerun with the same options"
             )
-        loaded = load_agent(ckpt, self.agent.env)
-        for mine, theirs in zip(self.agent.learners, loaded.learners):
-            mine.load_state_dict(theirs.state_dict())
-        self.agent.prune(loaded.kept_actions)
+        self.agent.restore(ckpt)
         self.episodes_done_, self.updates_done_ = (
             int(state["episodes_done"]),
             int(state["updates_done"]),
@@ -313,13 +282,13 @@ class Trainer:
         """Drop log rows written after the checkpoint (they will be played again)."""
         if not path.is_file():
             return
-        lines = path.read_text().splitlines(keepends=True)
-        write_text(path, "".join(lines[: 1 + rows]))
+        lines = path.read_text(encoding="utf-8").splitlines()
+        write_text(path, "".join(line + "\n" for line in lines[: 1 + rows]))
 
     def _append_log(self, path: Path, rows: list[dict], columns: list[str]) -> None:
         new = not path.is_file() or path.stat().st_size == 0
-        with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        with open(path, "a", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
             if new:
                 w.writeheader()
             w.writerows(rows)
@@ -336,6 +305,8 @@ class Trainer:
         With ``prune_actions``, each cluster keeps only do-nothing and the actions the expert
         chose at least once.
         """
+        if not all(getattr(lr, "supports_imitation", False) for lr in self.agent.learners):
+            raise UserError(f"learner {self.agent.learner_name!r} does not support imitation")
         t0 = time.perf_counter()
         tasks = [self.task(e, phase=1, mode="expert") for e in range(self.imitation_episodes)]
         per_round = max(2, self.imitation_episodes // 4)
@@ -387,10 +358,15 @@ class Trainer:
                 "kept_actions": self.agent.kept_actions}  # fmt: skip
 
     def fit(self, episodes: int) -> Trainer:
-        """Train until ``episodes`` PPO episodes have been played in total; returns self."""
+        """Train until ``episodes`` episodes have been played in total; returns self.
+
+        Runs with one torch thread (small networks; the caller's setting is restored)."""
+        with torch_threads(1):
+            return self._fit(int(episodes))
+
+    def _fit(self, episodes: int) -> Trainer:
         from tqdm.auto import tqdm
 
-        torch.set_num_threads(1)
         has_ckpt = any((self.out / "checkpoints").glob("ep*"))
         if self.resume and has_ckpt:
             self._restore()
@@ -416,6 +392,7 @@ class Trainer:
                 unit="episode",
             )
             last_ckpt = self.episodes_done_ // self.checkpoint_every
+            total_updates = max(1, math.ceil(episodes / self.episodes_per_update))
             while self.episodes_done_ < episodes:
                 n = min(self.episodes_per_update, episodes - self.episodes_done_)
                 first = self.episodes_done_
@@ -424,9 +401,10 @@ class Trainer:
                 t1 = time.perf_counter()
                 for r in results:
                     for learner, t in zip(self.agent.learners, r["trajectories"]):
-                        learner.add_trajectory(**t, last_value=0.0)
+                        learner.record(**t, last_value=0.0)
+                lr_frac = 1.0 - self.updates_done_ / total_updates  # PPOConfig.anneal_lr
                 for learner in self.agent.learners:
-                    learner.update(update_generator(self.seed, self.updates_done_))
+                    learner.update(update_generator(self.seed, self.updates_done_), lr_frac)
                 self.updates_done_ += 1
                 self.timings_["collect_s"] += t1 - t0
                 self.timings_["update_s"] += time.perf_counter() - t1
@@ -449,23 +427,14 @@ class Trainer:
                     self._checkpoint()
             bar.close()
         finally:
-            if self._pool is not None:
-                self._pool.shutdown()
-                self._pool = None
-        final = self.out / "final"
-        tmp = self.out / ".final.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.agent.save(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+            if self._executor is not None and self._own_executor:
+                self._executor.close()
+                self._executor = None
+        with atomic_dir(self.out / "final") as tmp:
+            self.agent.save(tmp)
         info["timings"] = self.timings_
         write_json(self.out / RUN_FILE, info)
         return self
 
 
-def latest_checkpoint(out_dir) -> Path | None:
-    """The newest ``checkpoints/ep*`` folder of a training output, or None."""
-    ckpts = sorted(
-        p for p in (Path(out_dir) / "checkpoints").glob("ep*") if (p / META_FILE).is_file()
-    )
-    return ckpts[-1] if ckpts else None
+__all__ = ["Trainer", "latest_checkpoint", "run_episode", "soft_labels", "META_FILE"]

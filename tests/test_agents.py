@@ -11,6 +11,7 @@ from grid2op.Reward import CloseToOverflowReward
 from distributed_grid2op.agents import HierarchicalAgent, load_agent
 from distributed_grid2op.envs import make_env
 from distributed_grid2op.errors import UserError
+from distributed_grid2op.loop import Turn
 
 
 @pytest.fixture(scope="module")
@@ -130,12 +131,12 @@ def test_expert_choice_beats_do_nothing_in_simulation(env):
     agent = HierarchicalAgent(env)
     obs = env.reset(options={"time serie id": 0})
     for _ in range(200):
-        kind, what = agent.controller.decide(obs)
-        if kind == "decide":
+        what = agent.controller.decide(obs)
+        if isinstance(what, Turn):
             break
         obs, *_ = env.step(env.action_space())
-    assert kind == "decide"
-    cluster, sub = what
+    assert isinstance(what, Turn)
+    cluster, sub = what.cluster, what.substation
     a = agent.expert_choice(obs, cluster, sub)
     best = obs.simulate(agent.decomposition.clusters[cluster].actions[a])[0].rho.max()
     dn = obs.simulate(env.action_space())[0].rho.max()

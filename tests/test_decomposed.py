@@ -8,16 +8,11 @@ import numpy as np
 import pytest
 
 from distributed_grid2op import grid
-from distributed_grid2op.decomposed import (
-    CentralizedGymEnv,
-    Controller,
-    DecomposedAECEnv,
-    Decomposition,
-    rank_substations,
-)
+from distributed_grid2op.decomposed import CentralizedGymEnv, DecomposedAECEnv, Decomposition
 from distributed_grid2op.envs import make_env
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.factorization_file import load_factorization
+from distributed_grid2op.loop import Controller, Rule, Turn, rank_substations
 
 
 @pytest.fixture(scope="module")
@@ -131,24 +126,26 @@ def test_picker_order_on_crafted_observation(env, dec):
     by_mean = rank_substations(_Obs(env, rho), dec.controllable, env, by="mean")
     assert by_mean == sorted(dec.controllable, key=lambda s: (-keys[s][1], -keys[s][0], s))
 
-    ctl = Controller(dec, env)
-    assert ctl.decide(_Obs(env, np.full(env.n_line, 0.5))) == ("safe", None)
-    picks = [ctl.decide(_Obs(env, rho))[1][1] for _ in range(len(order))]
+    ctl = Controller(env, dec.owner)
+    safe = ctl.decide(_Obs(env, np.full(env.n_line, 0.5)))
+    assert isinstance(safe, Rule) and safe.decision.agent == "" and safe.action == env.action_space()
+    picks = [ctl.decide(_Obs(env, rho)).substation for _ in range(len(order))]
     assert picks == order  # CAPA queue: each substation in turn
     cooldown = np.zeros(env.n_sub, dtype=int)
     cooldown[order[0]] = 3
     ctl.reset()
-    kind, (cluster, sub) = ctl.decide(_Obs(env, rho, cooldown=cooldown))
-    assert sub == order[1] and cluster == dec.owner[sub]
+    turn = ctl.decide(_Obs(env, rho, cooldown=cooldown))
+    assert isinstance(turn, Turn)
+    assert turn.substation == order[1] and turn.cluster == dec.owner[turn.substation]
 
 
 def test_reconnection_comes_first(env, dec):
     status = np.ones(env.n_line, dtype=bool)
     status[4] = False
-    ctl = Controller(dec, env)
-    kind, action = ctl.decide(_Obs(env, np.full(env.n_line, 1.2), line_status=status))
-    assert kind == "reconnect"
-    assert action.line_set_status[4] == 1
+    ctl = Controller(env, dec.owner)
+    rule = ctl.decide(_Obs(env, np.full(env.n_line, 1.2), line_status=status))
+    assert isinstance(rule, Rule) and rule.decision.agent == "reconnect"
+    assert rule.decision.action_id == 4 and rule.action.line_set_status[4] == 1
 
 
 def test_pettingzoo_api(env, dec):
@@ -189,6 +186,18 @@ def test_gym_view_centralized(env):
     assert np.isfinite(r) and obs.shape == genv.observation_space.shape
     with pytest.raises(UserError, match="one cluster"):
         CentralizedGymEnv(env, Decomposition(env, load_factorization(None, env=env)))
+
+
+def test_gym_view_passes_gymnasium_checker(env):
+    from gymnasium.utils.env_checker import check_env
+
+    dec1 = Decomposition(env, load_factorization(None, env=env).centralized())
+    genv = CentralizedGymEnv(env, dec1, scenarios=[0, 1])
+    check_env(genv, skip_render_check=True)
+    # the same seed gives the same first observation (reset seeds the scenario draw and env)
+    a, _ = genv.reset(seed=5)
+    b, _ = genv.reset(seed=5)
+    np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize(

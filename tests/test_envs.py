@@ -77,9 +77,12 @@ def test_env_folder_path_is_loaded(tmp_path, no_network):
     dst = tmp_path / "my_case5"
     shutil.copytree(src_dir, dst)
     env = make_env(dst, seed=0)
-    assert env_metadata(env)["bundled"] is False
+    meta = env_metadata(env, EnvSpec(str(dst)))
+    assert meta["bundled"] is False and meta["env"] == str(dst)
     assert env.n_sub == 5 and n_scenarios(env) == 20
     assert env_metadata(env)["grid2op_version"] == grid2op.__version__
+    assert "thermal_limit_scale" not in env_metadata(env)  # settings travel in the spec only
+    assert not hasattr(env, "_decomp_metadata")
     env.reset()
     env.step(env.action_space({}))
 
@@ -90,7 +93,8 @@ def test_thermal_limit_scale_multiplies_limits():
     np.testing.assert_allclose(env.get_thermal_limit(), 0.85 * base)
     env.reset()  # the scaled limits survive a reset
     np.testing.assert_allclose(env.get_thermal_limit(), 0.85 * base)
-    assert env_metadata(env)["thermal_limit_scale"] == 0.85
+    spec = EnvSpec("rte_case5_example", thermal_limit_scale=0.85)
+    assert env_metadata(env, spec)["thermal_limit_scale"] == 0.85
 
 
 @pytest.mark.parametrize("scale", [0, -1, float("nan"), float("inf")])
@@ -138,8 +142,9 @@ def test_env_spec_is_picklable_and_makes_the_same_env():
     clone = pickle.loads(pickle.dumps(spec))
     env = clone.make(seed=0)
     assert env.parameters.MAX_SUB_CHANGED == 2
-    assert env_metadata(env)["thermal_limit_scale"] == 0.9
+    assert env_metadata(env, clone)["thermal_limit_scale"] == 0.9
     assert spec.to_dict()["name"] == "rte_case5_example"
+    assert clone.key() == spec.key() != EnvSpec("rte_case5_example").key()
 
 
 def test_envs_cli_unknown_option_exits_2():

@@ -58,7 +58,7 @@ def test_update_moves_policy_towards_rewarded_action():
     for _ in range(5):
         for _ in range(32):
             a, logp, v = learner.act(obs, rng=rng)
-            learner.add_trajectory([obs], [[True, True]], [a], [logp], [v], [float(a == 1)])
+            learner.record([obs], [[True, True]], [a], [logp], [v], [float(a == 1)])
         learner.update(torch.Generator().manual_seed(0))
     assert learner.net.dist(torch.ones(1, 2)).probs[0, 1].item() > max(before, 0.8)
 

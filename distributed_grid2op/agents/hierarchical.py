@@ -1,34 +1,39 @@
-"""The hierarchical agent: rules on top, one PPO learner per cluster below.
+"""The hierarchical agent: rules on top, one learner per cluster below.
 
 Reconnect a disconnected line when legal; do nothing while max rho < danger threshold;
-otherwise the CAPA-style picker (`decomposed.Controller`) chooses a substation and the
-learner of the cluster owning it chooses an action among do-nothing and that substation's
-unitary topologies. With one cluster (``factorization.centralized()``) it is the centralised
-baseline. It is a grid2op ``BaseAgent`` (so the grid2op ``Runner`` can evaluate it) with
-``learn / predict / save / load``.
+otherwise the CAPA-style picker (`loop.Controller`) chooses a substation and the learner of
+the cluster owning it chooses an action of its action set (do-nothing and that substation's
+topologies). With one cluster (``factorization.centralized()``) it is the centralised
+baseline. It is a `loop.LoopAgent` (a grid2op ``BaseAgent``, so the grid2op ``Runner`` can
+evaluate it) with ``learn / predict / save / load``; the learner is named by its registry key
+(`agents.learners`), PPO by default.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import pickle
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from grid2op.Agent import BaseAgent
 
-from distributed_grid2op.agents.ppo import PPOConfig, PPOLearner
-from distributed_grid2op.decomposed import DEFAULT_DANGER, Controller, Decomposition
+from distributed_grid2op.agents.learners import learner_entry, make_learner
+from distributed_grid2op.checkpoints import META_FILE, WEIGHTS_FILE, find_agent
+from distributed_grid2op.decomposed import Decomposition
 from distributed_grid2op.envs import env_metadata
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.factorization_file import load_factorization, parse_factorization
-from distributed_grid2op.io import atomic_path, write_json
+from distributed_grid2op.io import write_bytes, write_json
+from distributed_grid2op.loop import DEFAULT_DANGER, Controller, Decision, LoopAgent, Turn
+from distributed_grid2op.scoring import TIE, best_index, score_actions
 from distributed_grid2op.seeding import child_seeds
 
-AGENT_FORMAT = 1
-META_FILE, WEIGHTS_FILE = "agent.json", "weights.pt"
-NO_DECISION = {"agent": "", "action_id": -1, "substation": -1}
+AGENT_FORMAT = 2  # 2: "learner" + "learner_config" (format 1: "ppo"), thermal limits recorded
+READABLE_FORMATS = (1, 2)
 
 
 def grid_signature(env) -> dict:
@@ -42,8 +47,19 @@ def grid_signature(env) -> dict:
     }
 
 
-class HierarchicalAgent(BaseAgent):
-    """Rules + CAPA picker + independent per-cluster PPO learners.
+def thermal_limits(env) -> list[float]:
+    """The env's thermal limits (A), rounded (read from its backend: also after a game over)."""
+    from grid2op.Exceptions import Grid2OpException
+
+    try:
+        limits = env.get_thermal_limit()
+    except Grid2OpException:  # game over: the env refuses, its backend still knows them
+        limits = env.backend.get_thermal_limit()
+    return [round(float(x), 6) for x in limits]
+
+
+class HierarchicalAgent(LoopAgent):
+    """Rules + CAPA picker + independent per-cluster learners.
 
     Args:
         env: grid2op env (its structure fixes the masks and action sets).
@@ -52,11 +68,14 @@ class HierarchicalAgent(BaseAgent):
         complete_obs: every cluster sees the whole grid's kept attributes.
         danger: act only when max rho >= this.
         rank_by: picker ranking, ``"max"`` (highest, then mean loading) or ``"mean"``.
-        config: PPO hyper-parameters shared by the learners.
+        learner: registry key of the cluster learners (`agents.learners.LEARNERS`).
+        config: the learner's hyper-parameters (its config dataclass; default: its defaults).
         seed: initialises the learners' networks (one child seed each).
         top_k: when acting greedily (evaluation), simulate do-nothing and the ``top_k`` most
-            probable actions of the policy (``obs.simulate``, ~1 ms each) and take the one with
-            the lowest simulated max rho. 0 (default): the pure learned policy. Off in training.
+            probable actions of the policy and take the one with the lowest simulated max rho
+            (`scoring`). 0 (default): the pure learned policy. Off in training.
+        spec: the `EnvSpec` the env was made from (recorded in the metadata).
+        action_file: a reduced action set (``actions.json``) for the clusters.
 
     After each `act`, ``last_decision`` is ``{"agent", "action_id", "substation"}``.
     """
@@ -70,14 +89,13 @@ class HierarchicalAgent(BaseAgent):
         complete_obs: bool = False,
         danger: float = DEFAULT_DANGER,
         rank_by: str = "max",
-        config: PPOConfig | None = None,
+        learner: str = "ppo",
+        config=None,
         seed: int = 0,
         top_k: int = 0,
+        spec=None,
+        action_file=None,
     ):
-        super().__init__(env.action_space)
-        # one intra-op thread: fastest for these small networks, and fork-safe (evaluation
-        # forks worker processes after making the agent; a forked OpenMP pool deadlocks)
-        torch.set_num_threads(1)
         if factorization is None or isinstance(factorization, str | Path):
             factorization = load_factorization(factorization, env=env)
         if centralized:
@@ -88,50 +106,44 @@ class HierarchicalAgent(BaseAgent):
         self.danger, self.rank_by, self.seed = float(danger), rank_by, int(seed)
         self.top_k = int(top_k)
         self.kept_actions: list[list[int]] | None = None  # action-set pruning (see `prune`)
-        self.config = config or PPOConfig()
-        self.decomposition = Decomposition(env, factorization, complete_obs=complete_obs)
-        self.controller = Controller(self.decomposition, env, danger=danger, rank_by=rank_by)
+        self.learner_name = learner
+        self.config = config or learner_entry(learner).config()
+        self.action_file = action_file
+        self.decomposition = Decomposition(
+            env, factorization, complete_obs=complete_obs, action_file=action_file
+        )
+        super().__init__(
+            env.action_space,
+            Controller(env, self.decomposition.owner, danger=danger, rank_by=rank_by),
+        )
         seeds = child_seeds(seed, len(self.decomposition.clusters))
-        self.learners = [PPOLearner(c.n_features, c.n_actions, self.config, seed=s)
-                         for c, s in zip(self.decomposition.clusters, seeds)]  # fmt: skip
-        self.env_meta = {**env_metadata(env), **grid_signature(env)}
-        self.last_decision = dict(NO_DECISION)
+        self.learners = [
+            make_learner(learner, c.n_features, c.action_set, self.config, seed=s)
+            for c, s in zip(self.decomposition.clusters, seeds)
+        ]
+        self.env_meta = {**env_metadata(env, spec), **grid_signature(env),
+                         "thermal_limit": thermal_limits(env)}  # fmt: skip
 
-    # ---- grid2op BaseAgent -------------------------------------------------------------
-    def reset(self, obs=None):
-        """Start of an episode: empty the picker queue."""
-        self.controller.reset()
-        self.last_decision = dict(NO_DECISION)
+    def set_danger(self, danger: float) -> HierarchicalAgent:
+        """Act from another danger threshold (evaluation's ``--danger``)."""
+        self.danger = float(danger)
+        self.controller = Controller(
+            self.env, self.decomposition.owner, danger=danger, rank_by=self.rank_by
+        )
+        return self
 
-    def act(self, observation, reward=0.0, done=False):
-        """Greedy (argmax) action of the learned policy under the rules."""
-        action, _ = self.predict(observation)
-        return action
-
-    def predict(
-        self, observation, deterministic: bool = True, rng: np.random.Generator | None = None
-    ):
-        """``(grid2op action, decision)``; decision has ``last_decision``'s keys plus, when a
-        cluster decided, ``cluster``, ``features``, ``mask``, ``logp`` and ``value`` (for learning).
-        """
-        kind, what = self.controller.decide(observation)
-        if kind == "reconnect":
-            decision = {"agent": "reconnect", "action_id": -1, "substation": -1}
-            action = what
-        elif kind == "safe":
-            decision, action = dict(NO_DECISION), self.action_space()
-        else:
-            i, sub = what
-            cv = self.decomposition.clusters[i]
-            x, mask = cv.features(observation.to_vect(), sub), self.action_mask(i, sub)
-            a, logp, value = self.learners[i].act(x, mask, rng=rng, deterministic=deterministic)
-            if deterministic and self.top_k > 0:
-                a = self._top_k_choice(observation, i, x, mask)
-            decision = {"agent": cv.name, "action_id": a, "substation": sub, "cluster": i, "features": x,
-                        "mask": mask, "logp": logp, "value": value}  # fmt: skip
-            action = cv.actions[a]
-        self.last_decision = {k: decision[k] for k in NO_DECISION}
-        return action, decision
+    # ---- the decision at a turn ---------------------------------------------------------
+    def decide(self, observation, turn: Turn, *, deterministic: bool = True, rng=None):
+        """The cluster of ``turn`` chooses among do-nothing and its substation's actions:
+        ``(grid2op action, Decision)`` with what learning needs (features, mask, logp, value)."""
+        i, sub = turn.cluster, turn.substation
+        cv = self.decomposition.clusters[i]
+        x, mask = cv.features(observation.to_vect(), sub), self.action_mask(i, sub)
+        a, logp, value = self.learners[i].act(x, mask, rng=rng, deterministic=deterministic)
+        if deterministic and self.top_k > 0:
+            a = self._top_k_choice(observation, i, x, mask)
+        decision = Decision(cv.name, int(a), sub, i, x, mask, float(logp), float(value))
+        return cv.action_set.to_grid2op(a), decision
 
     def action_mask(self, cluster: int, substation: int) -> np.ndarray:
         """Legal choices of a cluster for the picked substation (after pruning, if any)."""
@@ -151,29 +163,20 @@ class HierarchicalAgent(BaseAgent):
         return self
 
     def _top_k_choice(self, observation, cluster: int, x, mask) -> int:
+        """Do-nothing and the ``top_k`` most probable legal actions, simulated: the lowest max
+        rho wins (do-nothing first on ties); failed simulations are never chosen."""
         cv = self.decomposition.clusters[cluster]
         probs = self.learners[cluster].probabilities(x, mask)
-        candidates = [int(a) for a in np.argsort(-probs, kind="stable") if mask[a]][: self.top_k]
-        best, best_rho = 0, np.inf
-        for a in [0] + [a for a in candidates if a != 0]:
-            sim_obs, _, sim_done, info = observation.simulate(cv.actions[a])
-            if sim_done or info.get("exception"):
-                continue
-            rho = float(np.max(sim_obs.rho))
-            if rho < best_rho - 1e-9:
-                best, best_rho = a, rho
-        return best
+        ranked = [int(a) for a in np.argsort(-probs, kind="stable") if mask[a]][: self.top_k]
+        order = [0] + [a for a in ranked if a != 0]
+        scores = score_actions(observation, cv.actions, order)
+        return order[best_index(scores[order], default=0)]
 
     def expert_scores(self, observation, cluster: int, substation: int) -> np.ndarray:
         """Simulated max rho after each action of the cluster's set on ``substation`` (and
-        do-nothing), ``inf`` for the others and for illegal or failing ones: (n_actions,)."""
+        do-nothing); ``inf`` for the others and for failed simulations: (n_actions,)."""
         cv = self.decomposition.clusters[cluster]
-        scores = np.full(cv.n_actions, np.inf)
-        for a in np.flatnonzero(cv.action_mask(substation)):
-            sim_obs, _, sim_done, info = observation.simulate(cv.actions[a])
-            if not (sim_done or info.get("is_illegal") or info.get("exception")):
-                scores[a] = float(np.max(sim_obs.rho))
-        return scores
+        return score_actions(observation, cv.actions, np.flatnonzero(cv.action_mask(substation)))
 
     def expert_choice(self, observation, cluster: int, substation: int, scores=None) -> int:
         """Greedy label for imitation: the action with the lowest simulated max rho among
@@ -181,8 +184,7 @@ class HierarchicalAgent(BaseAgent):
         every simulation fails)."""
         if scores is None:
             scores = self.expert_scores(observation, cluster, substation)
-        best = np.min(scores)
-        return int(np.flatnonzero(scores <= best + 1e-9)[0]) if np.isfinite(best) else 0
+        return best_index(scores, default=0, tie=TIE)
 
     # ---- learn / save / load -----------------------------------------------------------
     def learn(self, episodes: int, out_dir, **trainer_kwargs) -> HierarchicalAgent:
@@ -203,22 +205,62 @@ class HierarchicalAgent(BaseAgent):
             "obs": {"complete_obs": self.complete_obs, "min_elements": self.decomposition.min_elements,
                     "n_features": [c.n_features for c in self.decomposition.clusters]},
             "n_actions": [c.n_actions for c in self.decomposition.clusters],
+            "action_sets": [c.action_set.describe() for c in self.decomposition.clusters],
+            "action_file": None if self.action_file is None else self.action_file.to_dict(),
             "danger": self.danger,
             "rank_by": self.rank_by,
             "seed": self.seed,
             "top_k": self.top_k,
             "kept_actions": self.kept_actions,
-            "ppo": self.config.to_dict(),
+            "learner": self.learner_name,
+            "learner_config": self.config.to_dict(),
         }  # fmt: skip
 
+    @classmethod
+    def from_metadata(cls, meta: dict, env, source: str = "<memory>") -> HierarchicalAgent:
+        """An untrained agent with the structure saved in ``meta`` (weights come separately)."""
+        return agent_from_metadata(meta, env, source)
+
+    def policy_states(self) -> list:
+        """What acting needs, per learner (sent to workers)."""
+        return [learner.policy_state() for learner in self.learners]
+
+    def load_policy_states(self, states: list) -> HierarchicalAgent:
+        for learner, state in zip(self.learners, states):
+            learner.load_policy_state(state)
+        return self
+
     def save(self, path) -> Path:
-        """Write ``agent.json`` and ``weights.pt`` into folder ``path`` (each atomically)."""
+        """Write ``agent.json`` and ``weights.pt`` into folder ``path`` (each atomically; the
+        weights are serialised to bytes first, so identical agents give identical files)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path / WEIGHTS_FILE) as tmp:
-            torch.save([learner.state_dict() for learner in self.learners], tmp)
+        buffer = io.BytesIO()
+        torch.save([learner.state_dict() for learner in self.learners], buffer)
+        write_bytes(path / WEIGHTS_FILE, buffer.getvalue())
         write_json(path / META_FILE, self.metadata())
         return path
+
+    def load_weights(self, folder) -> HierarchicalAgent:
+        """Load the learners' states of the agent saved in ``folder``; `UserError` if unreadable."""
+        path = Path(folder) / WEIGHTS_FILE
+        try:
+            states = torch.load(path, weights_only=False)
+            if not isinstance(states, list) or len(states) != len(self.learners):
+                raise ValueError(f"{len(self.learners)} learner states expected")
+            for learner, state in zip(self.learners, states):
+                learner.load_state_dict(state)
+        except FileNotFoundError as exc:
+            raise UserError(f"{path}: missing agent weights") from exc
+        except (RuntimeError, ValueError, KeyError, TypeError, EOFError, pickle.UnpicklingError,
+                zipfile.BadZipFile, AttributeError) as exc:  # fmt: skip
+            raise UserError(f"{path}: corrupted or incompatible agent weights ({exc})") from exc
+        return self
+
+    def restore(self, folder) -> HierarchicalAgent:
+        """Weights and action pruning of the agent saved in ``folder`` (same structure)."""
+        self.load_weights(folder)
+        return self.prune(read_metadata(folder).get("kept_actions"))
 
     @classmethod
     def load(cls, path, env) -> HierarchicalAgent:
@@ -226,17 +268,20 @@ class HierarchicalAgent(BaseAgent):
         return load_agent(path, env)
 
 
-def _checkpoint_dir(path: Path) -> Path:
-    if (path / META_FILE).is_file():
-        return path
-    if (path / "final" / META_FILE).is_file():
-        return path / "final"
-    ckpts = sorted(p for p in (path / "checkpoints").glob("ep*") if (p / META_FILE).is_file())
-    if ckpts:
-        return ckpts[-1]
-    raise UserError(
-        f"no agent checkpoint in {path} (expected {META_FILE}, final/ or checkpoints/ep*/)"
-    )
+def read_metadata(folder) -> dict:
+    """``agent.json`` of an agent folder, validated; `UserError` if unreadable."""
+    path = Path(folder) / META_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: unreadable agent metadata ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
+        raise UserError(f"{path}: not an agent checkpoint of format {READABLE_FORMATS}")
+    missing = [k for k in ("env", "factorization", "obs", "n_actions", "danger", "rank_by", "seed")
+               if k not in meta]  # fmt: skip
+    if missing:
+        raise UserError(f"{path}: agent metadata lacks {', '.join(missing)}")
+    return meta
 
 
 def agent_from_metadata(meta: dict, env, source: str = "<memory>") -> HierarchicalAgent:
@@ -244,36 +289,47 @@ def agent_from_metadata(meta: dict, env, source: str = "<memory>") -> Hierarchic
     fact = parse_factorization(
         meta["factorization"], n_sub=env.n_sub, n_line=env.n_line, source=source
     )
-    return HierarchicalAgent(
-        env,
-        fact,
-        complete_obs=meta["obs"]["complete_obs"],
-        danger=meta["danger"],
-        rank_by=meta["rank_by"],
-        config=PPOConfig.from_dict(meta["ppo"]),
-        seed=meta["seed"],
-        top_k=meta.get("top_k", 0),
-    )
+    name = meta.get("learner", "ppo")
+    entry = learner_entry(name)
+    try:
+        config = entry.config.from_dict(meta.get("learner_config", meta.get("ppo", {})))
+        action_file = None
+        if meta.get("action_file"):
+            from distributed_grid2op.actions.file import parse_action_file
+
+            action_file = parse_action_file(meta["action_file"], env, source=source)
+        agent = HierarchicalAgent(
+            env,
+            fact,
+            complete_obs=bool(meta["obs"]["complete_obs"]),
+            danger=float(meta["danger"]),
+            rank_by=meta["rank_by"],
+            learner=name,
+            config=config,
+            seed=int(meta["seed"]),
+            top_k=int(meta.get("top_k", 0)),
+            action_file=action_file,
+        )
+    except (TypeError, KeyError, ValueError) as exc:
+        if isinstance(exc, UserError):
+            raise
+        raise UserError(f"{source}: malformed agent metadata ({exc})") from exc
+    agent.centralized = bool(meta.get("centralized", False))
+    agent.prune(meta.get("kept_actions"))
+    return agent
 
 
 def load_agent(path, env) -> HierarchicalAgent:
     """Load the agent in ``path``: a checkpoint folder, or a training output folder (its
     ``final/`` checkpoint, else the latest of ``checkpoints/``).
 
-    Raises `UserError` when there is no checkpoint or it was made for another grid. A different
-    env name or thermal limit scale only warns (evaluating on other scenarios of the same grid,
-    or on the unmodified setting, is legitimate).
+    Raises `UserError` when there is no checkpoint, it is unreadable, or it was made for
+    another grid. Other thermal limits than the agent was trained with only warn
+    (evaluating on the unmodified setting is legitimate); the check compares the limits
+    recorded in the agent with ``env.get_thermal_limit()``, so it holds for any env.
     """
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"no such agent folder: {path}")
-    ckpt = _checkpoint_dir(path)
-    try:
-        meta = json.loads((ckpt / META_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{ckpt / META_FILE}: unreadable agent metadata ({exc})") from exc
-    if meta.get("format") != AGENT_FORMAT:
-        raise UserError(f"{ckpt / META_FILE}: not an agent checkpoint of format {AGENT_FORMAT}")
+    ckpt = find_agent(path)
+    meta = read_metadata(ckpt)
     saved, here = meta["env"], grid_signature(env)
     for key, value in here.items():
         if saved.get(key) != value:
@@ -281,16 +337,17 @@ def load_agent(path, env) -> HierarchicalAgent:
             raise UserError(
                 f"{ckpt}: agent was trained on another grid ({saved.get('env')}: {key} {what})"
             )
-    here_meta = env_metadata(env)
-    for key in ("env", "thermal_limit_scale"):
-        if key in here_meta and saved.get(key) is not None and saved.get(key) != here_meta[key]:
+    limits = saved.get("thermal_limit")
+    if limits is not None:
+        here_limits = np.asarray(thermal_limits(env), dtype=float)
+        if not np.allclose(np.asarray(limits, dtype=float), here_limits, rtol=1e-5):
+            ratio = float(np.median(here_limits / np.maximum(np.asarray(limits, float), 1e-9)))
             warnings.warn(
-                f"agent trained with {key}={saved.get(key)!r}, evaluated with {here_meta[key]!r}",
+                f"agent trained with thermal limits x{saved.get('thermal_limit_scale', 1.0)}; "
+                f"this env's limits are x{ratio:.3g} of those",
                 stacklevel=2,
             )
     agent = agent_from_metadata(meta, env, source=str(ckpt))
-    agent.centralized = bool(meta.get("centralized", False))
-    agent.prune(meta.get("kept_actions"))
     sizes = (
         [c.n_features for c in agent.decomposition.clusters],
         [c.n_actions for c in agent.decomposition.clusters],
@@ -299,9 +356,7 @@ def load_agent(path, env) -> HierarchicalAgent:
         raise UserError(
             f"{ckpt}: observation or action sizes differ from this env's (another grid2op version?)"
         )
-    states = torch.load(ckpt / WEIGHTS_FILE, weights_only=False)
-    for learner, state in zip(agent.learners, states):
-        learner.load_state_dict(state)
+    agent.load_weights(ckpt)
     agent.env_meta = dict(saved)
     agent.checkpoint_ = ckpt
     return agent

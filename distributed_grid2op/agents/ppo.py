@@ -1,9 +1,11 @@
 """PPO with invalid-action masking, CleanRL-style: one readable file, all knobs in `PPOConfig`.
 
 One `PPOLearner` owns one actor-critic network, one rollout buffer and one optimiser: the
-hierarchical agent makes one per cluster (independent learners). Trajectories are added whole
-(`add_trajectory`), so they may come from other processes (arrays in, arrays out) and be of
-any length, which suits the grid where a cluster decides only at some steps of an episode.
+hierarchical agent makes one per cluster (independent learners). It implements the learner
+protocol of `distributed_grid2op.agents.learners` (registered there as ``"ppo"``).
+Trajectories are recorded whole (`record`), so they may come from other processes (arrays
+in, arrays out) and be of any length, which suits the grid where a cluster decides only at
+some steps of an episode.
 
 `train_gym` runs the same learner on a gymnasium env; the CartPole test proves it learns.
 """
@@ -137,6 +139,8 @@ class PPOLearner:
         seed: initialises the network weights (a private torch Generator: no global state).
     """
 
+    supports_imitation = True
+
     def __init__(self, n_obs: int, n_actions: int, config: PPOConfig | None = None, seed: int = 0):
         self.n_obs, self.n_actions = int(n_obs), int(n_actions)
         self.config = config or PPOConfig()
@@ -184,9 +188,7 @@ class PPOLearner:
         return self.net.dist(x, m).probs[0].numpy()
 
     # ---- learning -----------------------------------------------------------------------
-    def add_trajectory(
-        self, obs, masks, actions, logps, values, rewards, last_value: float = 0.0
-    ) -> None:
+    def record(self, obs, masks, actions, logps, values, rewards, last_value: float = 0.0) -> None:
         """Store one trajectory (arrays of equal length) and compute its advantages."""
         if len(actions) == 0:
             return
@@ -314,6 +316,13 @@ class PPOLearner:
             self.optimizer.load_state_dict(state["optimizer"])
         self.n_updates_ = int(state.get("n_updates", 0))
 
+    def policy_state(self) -> dict:
+        """The network weights: all that acting needs (what workers receive)."""
+        return self.net.state_dict()
+
+    def load_policy_state(self, state: dict) -> None:
+        self.net.load_state_dict(state)
+
 
 def train_gym(
     env_id: str = "CartPole-v1",
@@ -346,7 +355,7 @@ def train_gym(
             obs = nxt
             if term or trunc or t == rollout_steps - 1:
                 last = 0.0 if term else learner.act(nxt)[2]
-                learner.add_trajectory(**traj, last_value=last)
+                learner.record(**traj, last_value=last)
                 traj = {k: [] for k in traj}
                 if term or trunc:
                     obs, _ = env.reset()

@@ -1,0 +1,273 @@
+"""The one decision loop: training, evaluation, the PettingZoo env and the gym view run it.
+
+Per grid step the `Controller` (the hierarchical rules) says what happens:
+
+1. reconnect a disconnected line when legal (a `Rule` step);
+2. do nothing while max rho < the danger threshold (a `Rule` step, the picker queue empties);
+3. otherwise it is a decision: the CAPA-style picker names a `Turn` (the cluster owning the
+   most loaded substation not in cooldown, and that substation), or the whole grid for a
+   policy without clusters (the expert).
+
+`DecisionLoop` runs rule steps until a turn is due (`advance`) and plays the decided action
+(`apply`), summing the env rewards in between, and reports every step to an observer (the
+evaluation's metrics, the trainer's reward accumulation). Whoever drives the loop decides at
+a turn: a trained agent, a baseline, or a PettingZoo agent from outside.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from grid2op.Agent import BaseAgent
+
+from distributed_grid2op import grid
+from distributed_grid2op.errors import UserError
+
+DEFAULT_DANGER = 0.9
+#: ``reset(options=...)`` keys passed on to grid2op (others, e.g. from generic tests, are ignored)
+GRID2OP_RESET_KEYS = ("time serie id", "init ts", "max step", "init datetime", "init state")
+
+
+@dataclass
+class Decision:
+    """What was decided at one step (the record every output keeps), plus, when a learner
+    decided, what it needs to learn (``features``, ``mask``, ``logp``, ``value``).
+
+    ``agent`` is ``""`` when nothing was decided (a safe step), ``"reconnect"`` for the
+    reconnection rule (``action_id`` = the line), else the deciding agent (a cluster name,
+    ``"expert"``); ``action_id`` indexes that agent's action set (-1: none).
+    """
+
+    agent: str = ""
+    action_id: int = -1
+    substation: int = -1
+    cluster: int = -1
+    features: np.ndarray | None = field(default=None, repr=False)
+    mask: np.ndarray | None = field(default=None, repr=False)
+    logp: float = 0.0
+    value: float = 0.0
+
+    def record(self) -> dict:
+        """The three fields written to step metrics."""
+        return {"agent": self.agent, "action_id": self.action_id, "substation": self.substation}
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A decision is due: ``cluster`` decides for ``substation`` (-1, -1: the whole grid)."""
+
+    cluster: int = -1
+    substation: int = -1
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A step the rules play themselves: reconnection or do-nothing."""
+
+    action: object
+    decision: Decision
+
+
+def rank_substations(obs, substations, env, by: str = "max") -> list[int]:
+    """CAPA-style priority: substations whose lines are most loaded first.
+
+    ``by="max"``: sort by the highest rho of the substation's lines, ties by the mean;
+    ``by="mean"``: by the mean, ties by the highest. Stable on substation id.
+    """
+    if by not in ("max", "mean"):
+        raise UserError(f"picker must rank by 'max' or 'mean', got {by!r}")
+    rho = np.asarray(obs.rho, dtype=float)
+    keys = []
+    for s in substations:
+        r = rho[grid.lines_of_substation(env, s)]
+        hi, mean = (float(r.max()), float(r.mean())) if r.size else (0.0, 0.0)
+        keys.append((-hi, -mean, s) if by == "max" else (-mean, -hi, s))
+    return [k[2] for k in sorted(keys)]
+
+
+class Controller:
+    """The hierarchical rules: reconnect, do nothing when safe, else whose turn it is.
+
+    Args:
+        env: the grid2op env (its action space and topology).
+        owner: substation -> cluster index of the substations a cluster may act on; None:
+            no picker, a decision is a `Turn` for the whole grid.
+        danger: a decision is due when max rho >= this (``inf``: never).
+        rank_by: picker ranking, ``"max"`` or ``"mean"``.
+        reconnect: apply the reconnection rule.
+
+    The picker keeps a CAPA queue: when it is empty (or after a safe step) it is refilled
+    with the controllable substations in priority order, and each danger step pops the next
+    one that is not in cooldown, so that every substation gets its chance in turn.
+    """
+
+    def __init__(
+        self,
+        env,
+        owner: dict[int, int] | None = None,
+        *,
+        danger: float = DEFAULT_DANGER,
+        rank_by: str = "max",
+        reconnect: bool = True,
+    ):
+        if not danger > 0:
+            raise UserError(f"danger threshold must be > 0, got {danger}")
+        if rank_by not in ("max", "mean"):
+            raise UserError(f"picker must rank by 'max' or 'mean', got {rank_by!r}")
+        self.env, self.owner = env, owner
+        self.controllable = None if owner is None else sorted(owner)
+        self.danger, self.rank_by, self.reconnect = float(danger), rank_by, bool(reconnect)
+        self.queue: list[int] = []
+
+    def reset(self) -> None:
+        self.queue = []
+
+    def decide(self, obs) -> Rule | Turn:
+        """A `Rule` step (reconnection, do-nothing) or the `Turn` of a decision."""
+        if self.reconnect:
+            lines = grid.reconnectable_lines(obs)
+            if lines.size:
+                line = int(lines[0])
+                action = self.env.action_space({"set_line_status": [(line, 1)]})
+                return Rule(action, Decision("reconnect", action_id=line))
+        if float(np.max(obs.rho)) < self.danger:
+            self.queue = []
+            return Rule(self.env.action_space(), Decision())
+        if self.owner is None:
+            return Turn()
+        cooldown = np.asarray(obs.time_before_cooldown_sub)
+        for _ in range(2):
+            while self.queue:
+                s = self.queue.pop(0)
+                if cooldown[s] == 0:
+                    return Turn(self.owner[s], s)
+            self.queue = rank_substations(obs, self.controllable, self.env, self.rank_by)
+        return Rule(self.env.action_space(), Decision())  # every substation in cooldown
+
+
+@dataclass
+class Step:
+    """One grid step as the observer sees it."""
+
+    obs_before: object
+    action: object
+    decision: Decision
+    obs: object
+    reward: float
+    done: bool
+    info: dict
+    ms: float  # wall time from the start of the decision to the env step
+
+
+class DecisionLoop:
+    """Runs the grid until a decision is due, accumulating the per-step rewards.
+
+    Args:
+        env: the grid2op env.
+        controller: the rules (`Controller`).
+        observer: called with a `Step` after every env step.
+    """
+
+    def __init__(self, env, controller: Controller, observer: Callable[[Step], None] | None = None):
+        self.env, self.controller, self.observer = env, controller, observer
+        self.obs, self.info, self.pending = None, {}, None
+        self.done = self.terminated = self.truncated = False
+        self.steps = 0
+        self._t0 = 0.0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Seed the env (if ``seed``), reset it with ``options``; returns the first observation."""
+        if seed is not None:
+            self.env.seed(int(seed))
+        opts = {k: v for k, v in (options or {}).items() if k in GRID2OP_RESET_KEYS}
+        self.obs = self.env.reset(options=opts or None)
+        self.controller.reset()
+        self.pending, self.info, self.steps = None, {}, 0
+        self.done = self.terminated = self.truncated = False
+        return self.obs
+
+    def advance(self) -> float:
+        """Play rule steps until a `Turn` is due (``pending``) or the episode ends; the summed
+        reward of those steps."""
+        total = 0.0
+        self.pending = None
+        while not self.done:
+            self._t0 = time.perf_counter()
+            what = self.controller.decide(self.obs)
+            if isinstance(what, Turn):
+                self.pending = what
+                return total
+            total += self._step(what.action, what.decision)
+        return total
+
+    def apply(self, action, decision: Decision) -> float:
+        """Play the action decided at the pending turn; its reward."""
+        if self.pending is None or self.done:
+            raise RuntimeError("no decision is pending")
+        self.pending = None
+        return self._step(action, decision)
+
+    def _step(self, action, decision: Decision) -> float:
+        before = self.obs
+        ms = (time.perf_counter() - self._t0) * 1e3
+        self.obs, reward, done, self.info = self.env.step(action)
+        self.steps += 1
+        if done:
+            self.done = True
+            self.terminated = bool(self.info.get("exception"))  # game over
+            self.truncated = not self.terminated  # end of the scenario
+        if self.observer is not None:
+            self.observer(Step(before, action, decision, self.obs, float(reward), bool(done),
+                               self.info, ms))  # fmt: skip
+        return float(reward)
+
+
+def play(loop: DecisionLoop, policy, *, deterministic: bool = True, rng=None) -> None:
+    """Drive ``loop`` to the end of the episode, ``policy.decide`` deciding at every turn."""
+    loop.advance()
+    while not loop.done:
+        action, decision = policy.decide(loop.obs, loop.pending, deterministic=deterministic, rng=rng)
+        loop.apply(action, decision)
+        loop.advance()
+
+
+class LoopAgent(BaseAgent):
+    """A grid2op agent made of a `Controller` (the rules) and a ``decide`` at each `Turn`.
+
+    Evaluation and training drive it through a `DecisionLoop` (``agent.controller`` and
+    ``agent.decide``); ``act``/``predict`` give the same choices step by step, so the grid2op
+    ``Runner`` can run it too. After each ``act``, ``last_decision`` holds the `Decision`'s
+    record (``{"agent", "action_id", "substation"}``).
+    """
+
+    def __init__(self, action_space, controller: Controller):
+        super().__init__(action_space)
+        self.controller = controller
+        self.last_decision = Decision().record()
+
+    def reset(self, obs=None):
+        """Start of an episode: empty the picker queue."""
+        self.controller.reset()
+        self.last_decision = Decision().record()
+
+    def act(self, observation, reward=0.0, done=False):
+        """The action for ``observation`` (greedy)."""
+        action, _ = self.predict(observation)
+        return action
+
+    def predict(self, observation, deterministic: bool = True, rng=None):
+        """``(grid2op action, Decision)`` under the rules."""
+        what = self.controller.decide(observation)
+        if isinstance(what, Rule):
+            action, decision = what.action, what.decision
+        else:
+            action, decision = self.decide(observation, what, deterministic=deterministic, rng=rng)
+        self.last_decision = decision.record()
+        return action, decision
+
+    def decide(self, observation, turn: Turn, *, deterministic: bool = True, rng=None):
+        """``(grid2op action, Decision)`` at a turn (subclasses)."""
+        return self.action_space(), Decision()
