@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -36,6 +37,11 @@ import numpy as np
 from numba import njit
 from scipy.spatial import cKDTree
 from scipy.special import digamma
+from sklearn.base import BaseEstimator
+
+#: ``mapper(fn, items)``: results of ``fn`` over ``items`` in order (``map``-like; threads,
+#: processes or a cluster: the caller chooses; ``fn`` pickles)
+Mapper = Callable[[Callable, Iterable], Iterable]
 
 #: Offset below rho_i for the marginal counts (as in the thesis' evaluation of Mixed-KSG);
 #: the radius is clamped at 0, so a point always counts itself even when rho_i < OFFSET
@@ -705,23 +711,37 @@ def _prepare(targets, inputs, masks):
     return t, u, masks
 
 
-def _run_pairs(t, u, masks, k, n_jobs, progress, backend, seed, desc):
-    """MI for every (target, input) column pair, in threads (the kernels release the GIL)."""
+@dataclass(frozen=True, eq=False)
+class _PairMI:
+    """MI of one (target, input) column pair: a picklable function for any ``mapper``."""
+
+    t: np.ndarray
+    u: np.ndarray
+    rows: list
+    ks: list
+    psi: np.ndarray
+    backend: str
+    seed: int
+
+    def __call__(self, pair) -> float:
+        i, j = pair
+        x, y = self.t[:, i], self.u[:, j]
+        if self.rows[j] is not None:
+            x, y = x[self.rows[j]], y[self.rows[j]]
+        if self.backend == "sklearn":
+            return _pair_sklearn(x, y, self.ks[j], self.seed)
+        return _mixed_ksg_checked(x[:, None], y[:, None], self.ks[j], self.psi)
+
+
+def _run_pairs(t, u, masks, k, n_jobs, progress, backend, seed, desc, mapper=None):
+    """MI for every (target, input) column pair: with ``mapper`` if given, else in ``n_jobs``
+    threads (the kernels release the GIL)."""
     if backend not in ("ksg", "sklearn"):
         raise ValueError(f"backend must be 'ksg' or 'sklearn', got {backend!r}")
     n = len(t)
     rows = [None if masks is None else np.flatnonzero(masks[:, j]) for j in range(u.shape[1])]
     ks = [resolve_k(k, n if r is None else len(r)) for r in rows]
-    psi = _psi_table(n)
-
-    def one(pair):
-        i, j = pair
-        x, y = t[:, i], u[:, j]
-        if rows[j] is not None:
-            x, y = x[rows[j]], y[rows[j]]
-        if backend == "sklearn":
-            return _pair_sklearn(x, y, ks[j], seed)
-        return _mixed_ksg_checked(x[:, None], y[:, None], ks[j], psi)
+    one = _PairMI(t, u, rows, ks, _psi_table(n), backend, int(seed))
 
     pairs = [(i, j) for j in range(u.shape[1]) for i in range(t.shape[1])]
     out = np.empty((t.shape[1], u.shape[1]))
@@ -732,18 +752,21 @@ def _run_pairs(t, u, masks, k, n_jobs, progress, backend, seed, desc):
 
         bar = tqdm(total=len(pairs), desc=desc, unit="pair")
     try:
-        if workers == 1:
+        if mapper is not None:
+            results = mapper(one, pairs)
+        elif workers == 1:
             results = map(one, pairs)
-            for (i, j), v in zip(pairs, results):
+        else:
+            pool = ThreadPoolExecutor(max_workers=workers)
+            results = pool.map(one, pairs)
+        try:
+            for (i, j), v in zip(pairs, results, strict=True):
                 out[i, j] = v
                 if bar is not None:
                     bar.update(1)
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                for (i, j), v in zip(pairs, pool.map(one, pairs)):
-                    out[i, j] = v
-                    if bar is not None:
-                        bar.update(1)
+        finally:
+            if mapper is None and workers > 1:
+                pool.shutdown(cancel_futures=True)
     finally:
         if bar is not None:
             bar.close()
@@ -751,7 +774,15 @@ def _run_pairs(t, u, masks, k, n_jobs, progress, backend, seed, desc):
 
 
 def mi_matrix(
-    targets, inputs, k=5, n_jobs=1, progress=False, backend="ksg", masks=None, random_state=0
+    targets,
+    inputs,
+    k=5,
+    n_jobs=1,
+    progress=False,
+    backend="ksg",
+    masks=None,
+    random_state=0,
+    mapper: Mapper | None = None,
 ) -> np.ndarray:
     """MI between every target column and every input column: array (n_targets, n_inputs), nats.
 
@@ -762,9 +793,14 @@ def mi_matrix(
     `mutual_info_classif`, which add noise and clip at 0; seeded by ``random_state``).
     masks: optional bool (N, n_inputs); pair (t, j) then uses only the rows where
     ``masks[:, j]`` is true (e.g. the transitions where input j was observed).
+    mapper: ``mapper(fn, pairs)`` -> results in order, ``map``-like (e.g. a process pool's or
+    an executor's ``map``; ``fn`` pickles); replaces the ``n_jobs`` threads. The result does
+    not depend on it.
     """
     t, u, masks = _prepare(targets, inputs, masks)
-    return _run_pairs(t, u, masks, k, n_jobs, progress, backend, random_state, "mutual information")
+    return _run_pairs(
+        t, u, masks, k, n_jobs, progress, backend, random_state, "mutual information", mapper
+    )
 
 
 # --------------------------------------------------------------------------- permutation null
@@ -803,10 +839,12 @@ def permutation_null(
     progress=False,
     backend="ksg",
     masks=None,
+    mapper: Mapper | None = None,
 ) -> NullResult:
     """MI after shuffling the rows of ``inputs`` (breaking any dependence), ``n_permutations``
     times with ``numpy.random.default_rng(seed)``. ``n_permutations=1`` is the thesis' single
-    shuffle. Returns a `NullResult`; ``upper`` is the ``quantile`` of the samples."""
+    shuffle. Returns a `NullResult`; ``upper`` is the ``quantile`` of the samples.
+    ``mapper``: as in `mi_matrix`."""
     if int(n_permutations) < 1:
         raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
     if not 0.0 <= float(quantile) <= 1.0:
@@ -826,6 +864,7 @@ def permutation_null(
                 backend,
                 seed,
                 f"null {i + 1}",
+                mapper,
             )
             for i, p in enumerate(perms)
         ]
@@ -844,15 +883,26 @@ def unbiased_mi(mi, null: NullResult) -> np.ndarray:
     return np.asarray(mi) - null.mean
 
 
-class MutualInformation:
-    """scikit-learn-style wrapper: ``fit(targets, inputs)`` computes MI and its null.
+class MutualInformation(BaseEstimator):
+    """scikit-learn estimator: ``fit(targets, inputs)`` computes MI and its null.
 
+    Parameters as in `mi_matrix` / `permutation_null` (``mapper``: a ``map``-like callable
+    that replaces the ``n_jobs`` threads). ``get_params``, ``set_params`` and
+    ``sklearn.base.clone`` work as for any scikit-learn estimator.
     Fitted attributes: ``mi_``, ``null_mean_``, ``null_upper_``, ``null_samples_``,
     ``unbiased_`` (all (n_targets, n_inputs), nats) and ``k_`` (resolved on all rows).
     """
 
     def __init__(
-        self, k=5, n_permutations=5, seed=0, n_jobs=1, backend="ksg", quantile=0.95, progress=False
+        self,
+        k=5,
+        n_permutations=5,
+        seed=0,
+        n_jobs=1,
+        backend="ksg",
+        quantile=0.95,
+        progress=False,
+        mapper=None,
     ):
         self.k = k
         self.n_permutations = n_permutations
@@ -861,6 +911,7 @@ class MutualInformation:
         self.backend = backend
         self.quantile = quantile
         self.progress = progress
+        self.mapper = mapper
 
     def fit(self, targets, inputs, masks=None):
         self.mi_ = mi_matrix(
@@ -872,6 +923,7 @@ class MutualInformation:
             backend=self.backend,
             masks=masks,
             random_state=self.seed,
+            mapper=self.mapper,
         )
         null = permutation_null(
             targets,
@@ -884,6 +936,7 @@ class MutualInformation:
             progress=self.progress,
             backend=self.backend,
             masks=masks,
+            mapper=self.mapper,
         )
         self.k_ = resolve_k(self.k, len(np.asarray(targets)))
         self.null_mean_ = null.mean

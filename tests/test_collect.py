@@ -151,3 +151,102 @@ def test_bad_settings():
         _settings(mode="greedy")
     with pytest.raises(UserError):
         _settings(n_samples=0)
+
+
+class _AheadExecutor:
+    """Takes ``workers`` tasks before returning any, and returns them last first: the most
+    speculative schedule a parallel executor can produce, made deterministic."""
+
+    def __init__(self, workers=4):
+        self.workers = workers
+
+    def imap(self, fn, tasks, shared=None):
+        from distributed_grid2op.execution import WorkerContext
+
+        ctx, source = WorkerContext(), iter(tasks)
+        while True:
+            batch = [t for _, t in zip(range(self.workers), source)]
+            if not batch:
+                return
+            results = [(t, fn(ctx, t, shared)) for t in batch]
+            yield from reversed(results)
+
+
+def _shards(folder):
+    return {p.name: C.read_shard(p) for p in sorted(folder.glob("*.npz"))}
+
+
+def test_shard_files_do_not_depend_on_workers_or_schedule(tmp_path, case5_env):
+    # a small sample budget: one or two shards are enough, more are computed ahead
+    settings = _settings(n_samples=14, n_episodes=12, max_steps=None)
+    serial = C.collect(settings, tmp_path / "serial", progress=False)
+    ahead = C.collect(settings, tmp_path / "ahead", executor=_AheadExecutor(5), progress=False)
+    two = C.collect(settings, tmp_path / "two", workers=2, progress=False)
+    _same(serial, ahead)
+    _same(serial, two)
+    ref = _shards(tmp_path / "serial")
+    # exactly the shards the dataset uses: every one but the last falls short of the budget
+    for s in SUBS:
+        mine = [n for n in ref if f"sub{s:03d}" in n]
+        counts = [len(ref[n]["action_raw"]) for n in mine]
+        assert sum(counts[:-1]) < 14 <= sum(counts)
+    for other in ("ahead", "two"):
+        got = _shards(tmp_path / other)
+        assert list(got) == list(ref), other
+        for name in ref:
+            for key in ref[name]:
+                np.testing.assert_array_equal(got[name][key], ref[name][key], err_msg=name)
+
+
+def test_speculative_results_after_resume_are_not_written(tmp_path, case5_env):
+    settings = _settings(n_samples=14, n_episodes=12, max_steps=None)
+    C.collect(settings, tmp_path / "ref", progress=False)
+    first = C.collect(
+        _settings(n_samples=14, n_episodes=2, max_steps=None), tmp_path / "run", progress=False
+    )
+    assert all(len(d) <= 14 for d in first.values())
+    resumed = C.collect(
+        settings, tmp_path / "run", executor=_AheadExecutor(4), progress=False, resume=True
+    )
+    _same(C.load_collection(tmp_path / "ref", settings), resumed)
+    assert list(_shards(tmp_path / "run")) == list(_shards(tmp_path / "ref"))
+
+
+def test_workers_return_arrays_and_write_nothing(tmp_path, case5_env, monkeypatch):
+    from distributed_grid2op.execution import WorkerContext
+
+    monkeypatch.chdir(tmp_path)
+    settings = _settings()
+    arrays = C._run_task(WorkerContext(), (0, 0), (settings, 20))
+    assert not list(tmp_path.iterdir())
+    assert arrays["state"].shape[0] == len(arrays["action_raw"]) > 0
+    path = C.write_shard(tmp_path / C.shard_name(settings, 0, 0), settings, 0, 0, arrays)
+    assert C.read_shard(path, settings.fingerprint())["episode_lengths"].sum() == len(
+        arrays["action_raw"]
+    )
+
+
+def test_simulate_segment_starting_in_a_game_over_is_an_empty_episode(case5_env, monkeypatch):
+    from distributed_grid2op.execution import WorkerContext
+
+    settings = _settings("simulate", n_episodes=4, episodes_per_shard=4, max_steps=5)
+    ctx = WorkerContext()
+    env = C._worker_env(settings.spec, ctx)
+    real = type(env).fast_forward_chronics
+    calls = {"n": 0}
+
+    def game_over_on_second(self, nb_timestep, init_dt=None):
+        calls["n"] += 1
+        real(self, nb_timestep, init_dt)
+        if calls["n"] == 2:  # as when the do-nothing step landing on the start diverges
+            self.done = True
+
+    monkeypatch.setattr(type(env), "fast_forward_chronics", game_over_on_second)
+    shard = C.run_shard(settings, 0, 0, 20, ctx)
+    assert shard["episode_lengths"].tolist() == [5, 0, 5, 5]
+    assert 1 not in shard["episode_id"].tolist()
+    monkeypatch.setattr(type(env), "fast_forward_chronics", real)
+    clean = C.run_shard(settings, 0, 0, 20, ctx)  # the other episodes are unaffected
+    keep = clean["episode_id"] != 1
+    np.testing.assert_array_equal(clean["action_raw"][keep], shard["action_raw"])
+    np.testing.assert_array_equal(clean["next_state"][keep], shard["next_state"])

@@ -229,3 +229,46 @@ def test_near_constant_variable_gives_a_finite_estimate_equal_to_the_reference()
     assert fast == pytest.approx(_mixed_ksg_reference(x[:, None], y[:, None], 50), abs=1e-9)
     _, nx, ny = _counts_kdtree(x[:, None], y[:, None], 50)
     assert nx.min() >= 1 and ny.min() >= 1
+
+
+def test_estimator_is_a_scikit_learn_estimator():
+    from sklearn.base import BaseEstimator, clone
+
+    est = MutualInformation(k=0.02, n_permutations=2, seed=1, n_jobs=2)
+    assert isinstance(est, BaseEstimator)
+    params = est.get_params()
+    assert params["k"] == 0.02 and params["n_permutations"] == 2 and params["mapper"] is None
+    twin = clone(est)
+    assert twin is not est and twin.get_params() == params
+    assert not hasattr(twin, "mi_")
+    assert twin.set_params(seed=3).seed == 3 and est.seed == 1
+
+
+def test_mapper_replaces_the_threads_and_gives_the_same_matrix():
+    targets, inputs = _data()
+    calls = []
+
+    def mapper(fn, items):
+        items = list(items)
+        calls.append(len(items))
+        return [fn(item) for item in reversed(items)][::-1]
+
+    ref = mi_matrix(targets, inputs, k=5, n_jobs=2)
+    np.testing.assert_array_equal(mi_matrix(targets, inputs, k=5, mapper=mapper), ref)
+    assert calls == [targets.shape[1] * inputs.shape[1]]
+    est = MutualInformation(k=5, n_permutations=2, seed=1, mapper=mapper).fit(targets, inputs)
+    threads = MutualInformation(k=5, n_permutations=2, seed=1, n_jobs=2).fit(targets, inputs)
+    np.testing.assert_array_equal(est.unbiased_, threads.unbiased_)
+    assert len(calls) == 1 + 1 + 2  # mi_matrix above, then the estimator's MI and 2 shuffles
+
+
+def test_mapper_function_pickles_for_process_pools():
+    import pickle
+
+    targets, inputs = _data()
+
+    def pickling_mapper(fn, items):  # what a process pool does to the function
+        return map(pickle.loads(pickle.dumps(fn)), items)
+
+    ref = mi_matrix(targets, inputs, k=5)
+    np.testing.assert_array_equal(mi_matrix(targets, inputs, k=5, mapper=pickling_mapper), ref)

@@ -226,3 +226,23 @@ def test_non_finite_mi_estimates_are_zeroed(monkeypatch):
     with pytest.warns(UserWarning, match="non-finite"):
         mi, null, unb = P.mi_columns({1: d}, 3, 2, cfg)
     assert np.all(np.isfinite(unb)) and mi[0, 1] == 0 and np.all(mi[:, 0] == 0)
+
+
+def test_k_larger_than_the_samples_is_refused_before_collecting(tmp_path, capsys):
+    out = tmp_path / "o"
+    code, cap = _run(
+        ["--env", "rte_case5_example", "--samples", "50", "--k", "80", "--out", str(out)], capsys
+    )
+    assert code == 2
+    assert cap.err.startswith("error:") and "--samples 50" in cap.err
+    assert cap.err.count("\n") == 1
+    assert not (out / "shards").exists()  # refused up front: nothing collected
+
+
+def test_workers_option_comes_from_the_execution_layer():
+    from clustering.power_grid.__main__ import build_parser
+
+    assert build_parser().parse_args(["--workers", "3"]).workers == 3
+    assert build_parser().parse_args([]).workers is None  # default: the available CPUs
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--workers", "0"])

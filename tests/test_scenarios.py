@@ -133,7 +133,7 @@ def test_splits_are_disjoint_and_cover(tmp_path):
 
 def test_resume_after_interruption_keeps_valid_scenarios(tmp_path, monkeypatch):
     clean = generate(SOURCE, tmp_path / "clean", 5, 50, seed=1, validate=False, progress=False)
-    real = writer.write_scenario
+    real = writer.write_files  # the driver's write of one scenario folder
     calls = {"n": 0}
 
     def crashing(*args, **kwargs):
@@ -142,7 +142,7 @@ def test_resume_after_interruption_keeps_valid_scenarios(tmp_path, monkeypatch):
             raise RuntimeError("simulated crash")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(writer, "write_scenario", crashing)
+    monkeypatch.setattr(writer, "write_files", crashing)
     with pytest.raises(RuntimeError, match="simulated crash"):
         generate(SOURCE, tmp_path / "run", 5, 50, seed=1, validate=False, progress=False)
     chronics = tmp_path / "run" / "chronics"
@@ -150,7 +150,7 @@ def test_resume_after_interruption_keeps_valid_scenarios(tmp_path, monkeypatch):
     assert kept == ["0000", "0001"]
     before = {n: _files(chronics / n) for n in kept}
     mtimes = {n: (chronics / n / "load_p.csv").stat().st_mtime_ns for n in kept}
-    monkeypatch.setattr(writer, "write_scenario", real)
+    monkeypatch.setattr(writer, "write_files", real)
     out = generate(SOURCE, tmp_path / "run", 5, 50, seed=1, validate=False, progress=False)
     for n in kept:  # kept, not rewritten
         assert _files(chronics / n) == before[n]
@@ -278,3 +278,32 @@ def test_scenario_whose_first_power_flow_diverges_is_redrawn(tmp_path, monkeypat
     np.testing.assert_allclose(written, np.round(seen[1], 1))
     assert not np.allclose(seen[0], seen[1])
     assert json.loads((out / "generation.json").read_text())["scenarios"]["redrawn"] == 1
+
+
+def test_workers_return_file_bytes_and_only_the_driver_writes(tmp_path, monkeypatch):
+    from distributed_grid2op.execution import WorkerContext
+    from distributed_grid2op.scenarios import generator
+
+    out = generate(SOURCE, tmp_path / "gen", 2, 30, seed=4, validate=False, progress=False)
+    settings = json.loads((out / "generation.json").read_text())["settings"]
+    with quiet_grid2op():
+        env = make_env(SOURCE)
+        model = InjectionModel().fit(read_source(env, SOURCE))
+        env.close()
+    work = tmp_path / "worker_cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    record = generator._make_scenario(WorkerContext(), 1, (model, SOURCE, settings))
+    assert not list(work.iterdir())  # the worker wrote nothing
+    assert record["name"] == "0001"
+    assert record["files"] == _files(out / "chronics" / "0001")
+
+
+def test_replay_is_the_same_on_any_executor():
+    from distributed_grid2op.execution import Executor
+    from distributed_grid2op.scenarios.validate import replay_do_nothing
+
+    serial = replay_do_nothing(SOURCE, [2, 0], max_steps=30)
+    with Executor(2) as ex:
+        parallel = replay_do_nothing(SOURCE, [2, 0], max_steps=30, executor=ex)
+    assert serial == parallel and [total for _, total in serial] == [30, 30]

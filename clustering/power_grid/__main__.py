@@ -15,7 +15,15 @@ from pathlib import Path
 from clustering.power_grid.collect import MODES
 from clustering.power_grid.pipeline import DEFAULT_ENV, METHODS, PipelineConfig
 from clustering.power_grid.pipeline import run as run_pipeline
-from distributed_grid2op.cli import ArgumentParser, positive_float, positive_int, run, unit_float
+from distributed_grid2op.cli import (
+    ArgumentParser,
+    add_executor_arguments,
+    executor_from_args,
+    positive_float,
+    positive_int,
+    run,
+    unit_float,
+)
 
 QUICK = {"n_episodes": 100, "n_samples": 2000, "n_permutations": 1}
 
@@ -70,9 +78,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--seed", type=int, default=29, help="seed of episodes, agents and shuffles (default 29)"
     )
-    p.add_argument(
-        "--workers", type=positive_int, help="worker processes / MI threads (default: all cores)"
-    )
+    add_executor_arguments(p, default_workers=None)  # --workers: collection workers, MI threads
     p.add_argument("--out", type=Path, help="output folder (default runs/power_grid/<env>)")
     p.add_argument(
         "--method",
@@ -128,7 +134,6 @@ def config_from_args(args) -> PipelineConfig:
         ("n_samples", args.samples),
         ("n_permutations", args.permutations),
         ("k", args.k),
-        ("workers", args.workers),
         ("method", args.method),
         ("mode", args.mode),
         ("max_steps", args.max_steps),
@@ -146,7 +151,9 @@ def config_from_args(args) -> PipelineConfig:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
-    summary = run_pipeline(cfg)
+    cfg.validate()  # a user mistake is refused before any worker starts
+    with executor_from_args(args) as executor:
+        summary = run_pipeline(cfg, executor=executor)
     sizes = ", ".join(
         f"{len(c['substations'])} subs/{len(c['lines'])} lines" for c in summary["clusters"]
     )

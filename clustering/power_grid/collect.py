@@ -18,24 +18,25 @@ Two modes:
   the states come from the grid's natural distribution. ``terminal`` flags a diverging
   simulation. An episode is a segment of ``max_steps`` (default 100) steps starting at a
   seeded uniformly random time step of its chronic, so that few chronics still give
-  varied states.
+  varied states. A segment whose start is a game over (the power flow of the do-nothing
+  step that reaches it fails) is an empty episode.
 
 Work is cut in shards of ``episodes_per_shard`` consecutive episodes of one substation,
 written atomically under a deterministic name; a rerun with the same settings skips the
-shards that exist (resume), so no episode is ever duplicated or overwritten. Workers are
-processes that make their own env from an `EnvSpec`; only numpy arrays cross processes.
+shards that exist (resume), so no episode is ever duplicated or overwritten. Shards run as
+tasks of a `distributed_grid2op.execution.Executor`: workers make their own env from the
+`EnvSpec` and return the shard's arrays; only the driver writes files. The driver writes the
+shards of a substation in episode order and only while the substation still needs samples:
+a shard computed ahead (speculatively, by a free worker) that turns out to lie beyond the
+sample budget is dropped, so the set of shard files is the same for any number of workers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
-import os
-import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,7 @@ import numpy as np
 
 from distributed_grid2op.envs import EnvSpec, quiet_grid2op
 from distributed_grid2op.errors import UserError
+from distributed_grid2op.execution import LOCAL, Executor, WorkerContext, available_cpus
 from distributed_grid2op.io import atomic_path, write_json
 
 MODES = ("thesis", "simulate")
@@ -207,16 +209,17 @@ def state_names(env, attributes: Sequence[str]) -> list[str]:
 
 # --------------------------------------------------------------------------- worker side
 
-_WORKER_ENVS: dict[str, object] = {}
 
-
-def _worker_env(spec: EnvSpec):
-    key = json.dumps(spec.to_dict(), sort_keys=True, default=str)
-    env = _WORKER_ENVS.get(key)
+def _worker_env(spec: EnvSpec, ctx: WorkerContext | None = None):
+    """The collection env of ``spec`` in a worker (``ctx``; default: the driver's own), made
+    once with its chronics cached in memory and kept in ``ctx.cache``."""
+    ctx = LOCAL if ctx is None else ctx
+    key = ("collect-env", spec.key())
+    env = ctx.cache.get(key)
     if env is None:
         with quiet_grid2op():
             env = _make_cached(spec)
-        _WORKER_ENVS[key] = env
+        ctx.cache[key] = env
     return env
 
 
@@ -291,7 +294,9 @@ def _episode_simulate(env, topologies, rng, attributes, max_steps):
             return states, nexts, acts, terms
 
 
-def run_shard(settings: CollectSettings, sub: int, first: int, n_scenarios: int) -> dict:
+def run_shard(
+    settings: CollectSettings, sub: int, first: int, n_scenarios: int, ctx: WorkerContext = None
+) -> dict:
     """Play episodes ``first ..`` of one shard of substation ``sub``; arrays only.
 
     A shard never holds more than ``n_samples`` transitions (the dataset is truncated there
@@ -300,7 +305,7 @@ def run_shard(settings: CollectSettings, sub: int, first: int, n_scenarios: int)
     """
     from distributed_grid2op.grid import unitary_topologies
 
-    env = _worker_env(settings.spec)
+    env = _worker_env(settings.spec, ctx)
     topologies = unitary_topologies(env, sub)
     play = _episode_thesis if settings.mode == "thesis" else _episode_simulate
     cols = {k: [] for k in _ARRAYS}
@@ -318,6 +323,9 @@ def run_shard(settings: CollectSettings, sub: int, first: int, n_scenarios: int)
                 room = env.chronics_handler.max_timestep() - settings.max_steps - 1
                 if room > 0:
                     env.fast_forward_chronics(int(np.random.default_rng(env_seed).integers(room)))
+                if env.done:  # the do-nothing step that lands on the start time is a game over
+                    lengths.append(0)  # no state to start from: an empty episode
+                    continue
             cap = remaining if settings.max_steps is None else min(settings.max_steps, remaining)
             states, nexts, acts, terms = play(env, topologies, rng, settings.attributes, cap)
             n = len(acts)
@@ -343,12 +351,19 @@ def run_shard(settings: CollectSettings, sub: int, first: int, n_scenarios: int)
     return out
 
 
-def _run_task(
-    settings: CollectSettings, sub: int, first: int, n_scenarios: int, path: str
-) -> tuple:
-    """Worker entry: run a shard and write it atomically; return (sub, first, n, seconds)."""
+def _run_task(ctx: WorkerContext, task: tuple[int, int], shared: tuple) -> dict:
+    """Task function (runs in a worker): the arrays of shard ``task = (sub, first)``."""
+    settings, n_scenarios = shared
+    sub, first = task
     t0 = time.perf_counter()
-    arrays = run_shard(settings, sub, first, n_scenarios)
+    arrays = run_shard(settings, sub, first, n_scenarios, ctx)
+    arrays["seconds"] = time.perf_counter() - t0
+    return arrays
+
+
+def write_shard(path: str | Path, settings: CollectSettings, sub: int, first: int, arrays: dict):
+    """Write one shard atomically (driver side); ``arrays`` as `run_shard` returns them."""
+    arrays = {k: v for k, v in arrays.items() if k != "seconds"}
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez(
@@ -358,7 +373,7 @@ def _run_task(
                 first_episode=np.int32(first),
                 **arrays,
             )
-    return sub, first, int(len(arrays["action_raw"])), time.perf_counter() - t0
+    return Path(path)
 
 
 # --------------------------------------------------------------------------- driver side
@@ -389,16 +404,14 @@ def read_shard(path: str | Path, fingerprint: str | None = None) -> dict:
 
 @dataclass
 class _SubProgress:
-    samples_done: int = 0  # in the contiguous completed prefix of shards
-    episodes_done: int = 0
-    next_first: int = 0  # next shard to schedule
-    completed: dict = field(default_factory=dict)  # first -> (n_samples, n_episodes)
+    """Driver-side state of one substation: the contiguous prefix of shards on disk."""
 
-    def advance(self, per_shard: int):
-        while self.episodes_done in self.completed:
-            n, ne = self.completed.pop(self.episodes_done)
-            self.samples_done += n
-            self.episodes_done += ne
+    samples_done: int = 0  # in the shards written (a contiguous prefix, in episode order)
+    next_write: int = 0  # first episode of the next shard to write
+    next_first: int = 0  # next shard to hand to a worker
+    in_flight: int = 0
+    pending: dict = field(default_factory=dict)  # first -> arrays computed ahead of the prefix
+    shard_samples: list = field(default_factory=list)  # samples of each shard written or read
 
 
 def _check_settings_file(folder: Path, settings: CollectSettings, resume: bool):
@@ -423,6 +436,7 @@ def collect(
     out_dir: str | Path,
     *,
     workers: int = 1,
+    executor: Executor | None = None,
     resume: bool = True,
     progress: bool = True,
     n_scenarios: int | None = None,
@@ -431,7 +445,9 @@ def collect(
 
     Returns the per-substation datasets. With ``resume``, existing shards of the same
     settings are reused (validated; a corrupt one raises `UserError`).
-    ``workers > 1`` runs shards in that many processes (fork start method on Linux).
+    Shards run on ``executor`` (a `distributed_grid2op.execution.Executor`), or on one made
+    with ``workers`` workers for this call. The shard files written, and their contents, do
+    not depend on the executor or the number of workers.
     """
     from distributed_grid2op.envs import n_scenarios as count_scenarios
 
@@ -440,84 +456,81 @@ def collect(
     _check_settings_file(folder, settings, resume)
     fp = settings.fingerprint()
     if n_scenarios is None:
-        env = _worker_env(settings.spec)
-        n_scenarios = count_scenarios(env)
+        n_scenarios = count_scenarios(_worker_env(settings.spec))
     per = settings.episodes_per_shard
     subs = list(settings.substations)
     state = {s: _SubProgress() for s in subs}
 
     # resume: account for the shards already on disk, in order
     for s in subs:
-        first = 0
-        while first < settings.n_episodes and (folder / shard_name(settings, s, first)).is_file():
-            data = read_shard(folder / shard_name(settings, s, first), fp)
+        st = state[s]
+        while st.next_write < settings.n_episodes and st.samples_done < settings.n_samples:
+            path = folder / shard_name(settings, s, st.next_write)
+            if not path.is_file():
+                break
+            data = read_shard(path, fp)
             if bool(data.get("truncated", False)) and int(data["budget"]) < settings.n_samples:
                 raise UserError(
-                    f"shard {folder / shard_name(settings, s, first)} was collected for --samples "
-                    f"{int(data['budget'])}; use a new output folder for more samples"
+                    f"shard {path} was collected for --samples {int(data['budget'])}; "
+                    "use a new output folder for more samples"
                 )
-            state[s].completed[first] = (len(data["action_raw"]), per)
-            state[s].advance(per)
-            first += per
-            if state[s].samples_done >= settings.n_samples:
-                break
-        state[s].next_first = first
+            st.samples_done += len(data["action_raw"])
+            st.shard_samples.append(len(data["action_raw"]))
+            st.next_write += per
+        st.next_first = st.next_write
 
-    def needs_more(s):
+    def needed(s, first):
+        # shard `first` belongs to the dataset iff the shards before it fall short of the
+        # budget: decided on the written prefix only, so the same for any number of workers
+        return first < settings.n_episodes and state[s].samples_done < settings.n_samples
+
+    def expected(s):
+        # samples a substation will have once its shards in flight are back (planning only)
         st = state[s]
-        return st.next_first < settings.n_episodes and st.samples_done < settings.n_samples
+        mean = np.mean(st.shard_samples) if st.shard_samples else 0.0
+        return st.samples_done + mean * (st.in_flight + len(st.pending))
 
-    def next_task():
-        # the substation with the fewest samples so far and something left to do
-        cands = [s for s in subs if needs_more(s) and not _enough_in_flight(s)]
-        if not cands:
-            return None
-        s = min(cands, key=lambda x: (state[x].samples_done, x))
-        first = state[s].next_first
-        state[s].next_first += per
-        return s, first
-
-    in_flight: dict = {}
-
-    def _enough_in_flight(s):
-        # do not run far ahead of what a substation needs: at most `workers` shards each
-        return sum(1 for v in in_flight.values() if v[0] == s) >= max(1, workers)
+    def tasks():
+        # lazily consumed: each task is planned from the results received so far
+        while True:
+            cands = [s for s in subs if needed(s, state[s].next_first)]
+            if not cands:
+                return
+            s = min(cands, key=lambda x: (expected(x), state[x].in_flight, x))
+            first = state[s].next_first
+            state[s].next_first += per
+            state[s].in_flight += 1
+            yield s, first
 
     total = settings.n_samples * len(subs)
     done0 = sum(min(state[s].samples_done, settings.n_samples) for s in subs)
     pbar = _progress_bar(total, done0, progress)
 
-    def on_result(s, first, n, ne):
-        before = min(state[s].samples_done, settings.n_samples)
-        state[s].completed[first] = (n, ne)
-        state[s].advance(per)
-        pbar.update(min(state[s].samples_done, settings.n_samples) - before)
+    def on_result(s, first, arrays):
+        st = state[s]
+        st.in_flight -= 1
+        st.pending[first] = arrays
+        before = min(st.samples_done, settings.n_samples)
+        while st.next_write in st.pending:
+            shard = st.pending.pop(st.next_write)
+            if needed(s, st.next_write):  # else: computed ahead but beyond the budget, dropped
+                write_shard(folder / shard_name(settings, s, st.next_write), settings, s,
+                            st.next_write, shard)  # fmt: skip
+                st.samples_done += len(shard["action_raw"])
+                st.shard_samples.append(len(shard["action_raw"]))
+            st.next_write += per
+        pbar.update(min(st.samples_done, settings.n_samples) - before)
 
+    own = executor is None
+    if own:
+        executor = Executor(workers)
     try:
-        if workers <= 1:
-            while (task := next_task()) is not None:
-                s, first = task
-                path = folder / shard_name(settings, s, first)
-                _, _, n, _ = _run_task(settings, s, first, n_scenarios, str(path))
-                on_result(s, first, n, per)
-        else:
-            ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                while True:
-                    while len(in_flight) < 2 * workers and (task := next_task()) is not None:
-                        s, first = task
-                        path = folder / shard_name(settings, s, first)
-                        fut = pool.submit(_run_task, settings, s, first, n_scenarios, str(path))
-                        in_flight[fut] = (s, first)
-                    if not in_flight:
-                        break
-                    finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        s, first = in_flight.pop(fut)
-                        _, _, n, _ = fut.result()
-                        on_result(s, first, n, per)
+        for (s, first), arrays in executor.imap(_run_task, tasks(), (settings, n_scenarios)):
+            on_result(s, first, arrays)
     finally:
         pbar.close()
+        if own:
+            executor.close()
     return load_collection(folder, settings)
 
 
@@ -620,7 +633,4 @@ def settings_dict(settings: CollectSettings) -> dict:
 
 def cpu_count() -> int:
     """Usable cores (affinity-aware)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
+    return available_cpus()

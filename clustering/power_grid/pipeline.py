@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clustering.mutual_info import resolve_k
 from clustering.power_grid.collect import CollectSettings, Transitions, collect, cpu_count
 from distributed_grid2op.envs import EnvSpec, env_metadata, make_env, n_scenarios, quiet_grid2op
 from distributed_grid2op.errors import UserError
@@ -78,6 +79,13 @@ class PipelineConfig:
             raise UserError(f"k must be an integer >= 1 or a fraction in (0, 1), got {self.k}")
         if isinstance(self.k, int) and self.k < 1:
             raise UserError(f"k must be an integer >= 1 or a fraction in (0, 1), got {self.k}")
+        try:  # refused now, not after the whole collection
+            resolve_k(self.k, self.n_samples)
+        except ValueError:
+            raise UserError(
+                f"k = {self.k} neighbours needs more than --samples {self.n_samples} transitions "
+                "per substation; lower --k or raise --samples"
+            ) from None
 
 
 # --------------------------------------------------------------------------- MI stage
@@ -91,7 +99,7 @@ def mi_columns(
     Returns (mi, shuffled_mi, unbiased_mi) of shape (n_vars, n_sub); columns of substations
     without data stay 0. The null is the mean over ``n_permutations`` shuffles.
     """
-    from clustering.mutual_info import mi_matrix, permutation_null, resolve_k
+    from clustering.mutual_info import mi_matrix, permutation_null
 
     subs = sorted(data)
     n_vars = data[subs[0]].next_state.shape[1]
@@ -327,8 +335,12 @@ def _decompose(env, env_name, unbiased, columns, cfg: PipelineConfig, method: st
     return fac, sub_c, line_c, factorization_document(env_name, name, params, sub_c, line_c)
 
 
-def run(cfg: PipelineConfig) -> dict:
-    """Run the whole pipeline; return the summary dict (also written as JSON and markdown)."""
+def run(cfg: PipelineConfig, executor=None) -> dict:
+    """Run the whole pipeline; return the summary dict (also written as JSON and markdown).
+
+    ``executor``: the `distributed_grid2op.execution.Executor` of the collection (default:
+    one with ``cfg.workers`` workers, made and closed here); MI uses as many threads.
+    """
     cfg.validate()
     from distributed_grid2op.factorization_file import load_factorization, parse_factorization
     from distributed_grid2op.grid import controllable_substations
@@ -336,13 +348,13 @@ def run(cfg: PipelineConfig) -> dict:
     out = ensure_writable_dir(cfg.out)
     timer = _Timer(cfg.timings)
     t_start = time.perf_counter()
-    workers = cfg.workers or cpu_count()
+    workers = executor.workers if executor is not None else (cfg.workers or cpu_count())
     cfg.workers = workers
     notes: list[str] = []
 
     with timer("env"), quiet_grid2op():
         env = make_env(cfg.env, thermal_limit_scale=cfg.thermal_limit_scale)
-        meta = env_metadata(env)
+        meta = env_metadata(env, EnvSpec(str(cfg.env), thermal_limit_scale=cfg.thermal_limit_scale))
         env_name = Path(str(cfg.env)).name if Path(str(cfg.env)).is_dir() else str(cfg.env)
         if not env.action_space.supports_type("set_bus"):
             raise UserError(
@@ -380,6 +392,7 @@ def run(cfg: PipelineConfig) -> dict:
             settings,
             out / "shards",
             workers=workers,
+            executor=executor,
             resume=cfg.resume,
             progress=cfg.progress,
             n_scenarios=scen,

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from distributed_grid2op.cli import ArgumentParser, positive_float, positive_int, run
+from distributed_grid2op.cli import (
+    ArgumentParser,
+    add_executor_arguments,
+    executor_from_args,
+    positive_float,
+    positive_int,
+    run,
+)
 from distributed_grid2op.scenarios.writer import FORMATS
 
 
@@ -50,7 +57,7 @@ def build_parser() -> ArgumentParser:
         "--out", required=True, help="output env folder (created; never inside site-packages)"
     )
     p.add_argument("--seed", type=_non_negative_int, default=0)
-    p.add_argument("--workers", type=positive_int, default=1, help="processes")
+    add_executor_arguments(p, default_workers=1)
     p.add_argument(
         "--thermal-limit-scale",
         type=positive_float,
@@ -87,20 +94,22 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from distributed_grid2op.scenarios.generator import generate
 
-    out = generate(
-        args.source,
-        args.out,
-        args.n,
-        args.steps,
-        args.seed,
-        workers=args.workers,
-        validate=not args.no_validate,
-        thermal_limit_scale=args.thermal_limit_scale,
-        splits=args.splits,
-        fmt=args.format,
-        n_replay=args.replay,
-        progress=not args.quiet,
-    )
+    with executor_from_args(args, n_tasks=args.n) as executor:
+        out = generate(
+            args.source,
+            args.out,
+            args.n,
+            args.steps,
+            args.seed,
+            workers=executor.workers,
+            executor=executor,
+            validate=not args.no_validate,
+            thermal_limit_scale=args.thermal_limit_scale,
+            splits=args.splits,
+            fmt=args.format,
+            n_replay=args.replay,
+            progress=not args.quiet,
+        )
     print(f"wrote {args.n} scenarios to {out} (make_env({str(out)!r}) loads it)")
     if not args.no_validate:
         print(f"validation report: {out / 'validation' / 'report.md'}")

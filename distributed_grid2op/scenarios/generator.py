@@ -5,6 +5,9 @@ depend on ``n``, on the number of workers or on which run wrote it, so an interr
 resumed later (or a run extended to more scenarios) gives the same files as one clean run.
 Every scenario is checked with lightsim2grid before it is written (AC power flows of all its
 steps with the grid as is); one whose first power flow diverges is redrawn (next attempt).
+Scenarios are tasks of a `distributed_grid2op.execution.Executor`: a worker draws, checks and
+formats one scenario and returns its files' bytes; only the driver writes them (atomically,
+a temp folder renamed into place).
 """
 
 from __future__ import annotations
@@ -14,14 +17,13 @@ import math
 import os
 import shutil
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
 
 from distributed_grid2op.envs import make_env, quiet_grid2op, resolve_env
 from distributed_grid2op.errors import UserError
+from distributed_grid2op.execution import Executor, WorkerContext
 from distributed_grid2op.io import ensure_writable_dir, write_json
 from distributed_grid2op.scenarios import writer
 from distributed_grid2op.scenarios.data import env_is_inside_site_packages, read_source
@@ -52,17 +54,11 @@ def _check_args(n_scenarios, n_steps, seed, workers, max_attempts, fmt):
 
 
 class _Worker:
-    """Per-process state: the fitted model and a lightsim2grid batch power-flow solver."""
+    """Per-worker state: the fitted model and a lightsim2grid batch power-flow solver."""
 
-    def __init__(self, model: InjectionModel, source: str, settings: dict, chronics_dir: str):
+    def __init__(self, model: InjectionModel, source: str, settings: dict):
         self.model, self.source, self.settings = model, source, settings
-        self.chronics_dir = Path(chronics_dir)
         self._ts = None
-        from threadpoolctl import threadpool_limits
-
-        self._blas = threadpool_limits(
-            1
-        )  # small matrices: BLAS threads only oversubscribe the cores
 
     def _solver(self):
         if self._ts is None:
@@ -94,22 +90,26 @@ class _Worker:
         return converged, overload
 
     def make(self, index: int) -> dict:
-        """Draw scenario ``index`` (redrawing while its first power flow diverges) and write it."""
+        """Draw scenario ``index`` (redrawing while its first power flow diverges): its check
+        record and ``"files"``, the bytes of each file of its folder (nothing is written)."""
+        from threadpoolctl import threadpool_limits
+
         s = self.settings
         name = f"{index:0{s['name_width']}d}"
-        for attempt in range(s["max_attempts"]):
-            rng = np.random.default_rng(
-                np.random.SeedSequence(s["seed"], spawn_key=(index, attempt))
-            )
-            arrays = self.model.sample(s["n_steps"], rng)
-            converged, overload = self.power_flows(arrays)
-            if converged > 0:
-                break
-        else:
-            raise RuntimeError(
-                f"scenario {name}: the first power flow diverged in {s['max_attempts']} draws; "
-                "the fitted model does not suit this grid"
-            )
+        with threadpool_limits(1):  # small matrices: BLAS threads only oversubscribe the cores
+            for attempt in range(s["max_attempts"]):
+                rng = np.random.default_rng(
+                    np.random.SeedSequence(s["seed"], spawn_key=(index, attempt))
+                )
+                arrays = self.model.sample(s["n_steps"], rng)
+                converged, overload = self.power_flows(arrays)
+                if converged > 0:
+                    break
+            else:
+                raise RuntimeError(
+                    f"scenario {name}: the first power flow diverged in {s['max_attempts']} "
+                    "draws; the fitted model does not suit this grid"
+                )
         info = {
             "index": index,
             "attempts": attempt + 1,
@@ -118,9 +118,7 @@ class _Worker:
             "n_steps": s["n_steps"],
             "overload_step_fraction": overload,
         }
-        folder = writer.write_scenario(
-            self.chronics_dir,
-            name,
+        files = writer.scenario_files(
             arrays,
             self.model.load_names_,
             self.model.gen_names_,
@@ -129,18 +127,18 @@ class _Worker:
             decimals=s["decimals"],
             extra={CHECK_FILE: json.dumps(info) + "\n"},
         )
-        return {"name": folder.name, **info}
+        return {"name": name, **info, "files": files}
 
 
-_STATE: dict = {}
-
-
-def _init(model, source, settings, chronics_dir):
-    _STATE["worker"] = _Worker(model, source, settings, chronics_dir)
-
-
-def _run(indices):
-    return [_STATE["worker"].make(i) for i in indices]
+def _make_scenario(ctx: WorkerContext, index: int, shared: tuple) -> dict:
+    """Task function: scenario ``index`` drawn, checked and formatted in a worker."""
+    model, source, settings = shared
+    key = ("scenario-worker", source)
+    worker = ctx.cache.get(key)
+    if worker is None:  # keeps its power-flow solver between tasks
+        worker = ctx.cache[key] = _Worker(model, source, settings)
+    worker.model, worker.settings = model, settings
+    return worker.make(index)
 
 
 def _progress(total, enabled, desc):
@@ -161,6 +159,7 @@ def generate(
     seed: int = 0,
     *,
     workers: int = 1,
+    executor: Executor | None = None,
     validate: bool = True,
     thermal_limit_scale: float = 1.0,
     splits=DEFAULT_FRACTIONS,
@@ -179,7 +178,10 @@ def generate(
         out_dir: the new env folder (created; rerunning with the same settings resumes).
         n_scenarios, n_steps: scenarios and rows per scenario (5-min steps for case14).
         seed: the generated set is a function of (source, seed, settings) only.
-        workers: processes (sampling, checking and writing are parallel per scenario).
+        workers: workers of the `Executor` made for this call when ``executor`` is None
+            (sampling, checking and formatting are parallel per scenario; the files do not
+            depend on the number of workers).
+        executor: a `distributed_grid2op.execution.Executor` to run on (not closed here).
         validate: replay do-nothing and write ``validation/report.md`` (see `validate_env`).
         thermal_limit_scale: thermal limit scale of the validation replay (recorded).
         splits: train/val/test fractions written to ``splits.json``.
@@ -290,70 +292,57 @@ def generate(
     for i in todo:  # a damaged scenario folder (not one of ours once renamed) is rewritten
         if (chronics / names[i]).exists():
             shutil.rmtree(chronics / names[i])
-    _make_all(model, os.fspath(source), settings, chronics, todo, workers, progress)
-
-    checks = [json.loads((chronics / name / CHECK_FILE).read_text()) for name in names]
-    write_splits(out, names, splits, seed)
-    meta.update(
-        status="complete",
-        scenarios={
-            "written_this_run": len(todo),
-            "kept_from_earlier_runs": n_scenarios - len(todo),
-            "redrawn": int(sum(c["attempts"] > 1 for c in checks)),
-            "all_steps_converge": int(sum(c["converged_steps"] == c["n_steps"] for c in checks)),
-            "mean_overload_step_fraction": float(
-                np.mean([c["overload_step_fraction"] for c in checks])
-            ),
-        },
-        splits=list(map(float, splits)),
-    )
-    write_json(meta_path, meta)
-    if validate:
-        from distributed_grid2op.scenarios.validate import validate_env
-
-        report = validate_env(
-            out,
-            data,
-            n_replay=n_replay,
-            thermal_limit_scales=(thermal_limit_scale,),
-            workers=workers,
-            progress=progress,
+    own = executor is None
+    if own:
+        executor = Executor(workers)
+    try:
+        _make_all(model, os.fspath(source), settings, chronics, todo, executor, progress)
+        checks = [json.loads((chronics / name / CHECK_FILE).read_text()) for name in names]
+        write_splits(out, names, splits, seed)
+        meta.update(
+            status="complete",
+            scenarios={
+                "written_this_run": len(todo),
+                "kept_from_earlier_runs": n_scenarios - len(todo),
+                "redrawn": int(sum(c["attempts"] > 1 for c in checks)),
+                "all_steps_converge": int(
+                    sum(c["converged_steps"] == c["n_steps"] for c in checks)
+                ),
+                "mean_overload_step_fraction": float(
+                    np.mean([c["overload_step_fraction"] for c in checks])
+                ),
+            },
+            splits=list(map(float, splits)),
         )
-        meta["validation"] = report
         write_json(meta_path, meta)
+        if validate:
+            from distributed_grid2op.scenarios.validate import validate_env
+
+            report = validate_env(
+                out,
+                data,
+                n_replay=n_replay,
+                thermal_limit_scales=(thermal_limit_scale,),
+                executor=executor,
+                progress=progress,
+            )
+            meta["validation"] = report
+            write_json(meta_path, meta)
+    finally:
+        if own:
+            executor.close()
     return out
 
 
-def _make_all(model, source, settings, chronics, todo, workers, progress):
+def _make_all(model, source, settings, chronics, todo, executor, progress):
+    """Scenarios ``todo`` on ``executor``; the driver writes each folder as it comes back."""
     if not todo:
         return
     bar = _progress(len(todo), progress, "scenarios")
     try:
-        if workers == 1 or len(todo) == 1:
-            worker = _Worker(model, source, settings, os.fspath(chronics))
-            try:
-                for i in todo:
-                    worker.make(i)
-                    bar.update(1)
-            finally:
-                worker._blas.restore_original_limits()  # the caller's process keeps its BLAS threads
-            return
-        size = max(1, min(25, math.ceil(len(todo) / (workers * 4))))
-        chunks = [todo[k : k + size] for k in range(0, len(todo), size)]
-        method = "fork" if "fork" in get_all_start_methods() else "spawn"
-        with ProcessPoolExecutor(
-            workers,
-            mp_context=get_context(method),
-            initializer=_init,
-            initargs=(model, source, settings, os.fspath(chronics)),
-        ) as pool:
-            futures = [pool.submit(_run, c) for c in chunks]
-            try:
-                for fut in as_completed(futures):
-                    bar.update(len(fut.result()))
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                raise
+        shared = (model, source, settings)
+        for _, record in executor.imap(_make_scenario, todo, shared):
+            writer.write_files(chronics, record["name"], record["files"])
+            bar.update(1)
     finally:
         bar.close()

@@ -8,14 +8,13 @@ subset of ``n_replay`` generated scenarios (the report says which) and on every 
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from distributed_grid2op.envs import make_env, quiet_grid2op
+from distributed_grid2op.envs import EnvSpec, make_env, quiet_grid2op
+from distributed_grid2op.execution import Executor, WorkerContext
 from distributed_grid2op.io import write_json, write_text
 from distributed_grid2op.scenarios.data import SourceData
 from distributed_grid2op.scenarios.writer import FORMATS
@@ -120,65 +119,64 @@ def compare_statistics(
 
 
 # ------------------------------------------------------------------------------ replay
-_ENVS: dict = {}
-
-
-def _replay_job(job) -> list[tuple[int, int]]:
-    """(survived steps, episode length) of do-nothing for each chronic index of ``job``."""
-    target, scale, indices, max_steps = job
-    key = (target, scale)
-    if key not in _ENVS:
-        with quiet_grid2op():
-            _ENVS[key] = make_env(target, thermal_limit_scale=scale)
-    env = _ENVS[key]
-    results = []
+def _replay_job(ctx: WorkerContext, idx: int, shared: tuple) -> tuple[int, int]:
+    """Task function: (survived steps, episode length) of do-nothing on chronic ``idx``."""
+    spec, max_steps = shared
+    env = ctx.env(spec)
     with quiet_grid2op():
-        for idx in indices:
-            env.reset(options={"time serie id": int(idx)})
-            total = (
-                int(env.max_episode_duration())
-                if max_steps is None
-                else min(int(env.max_episode_duration()), max_steps)
-            )
-            survived = 0
-            noop = env.action_space()
-            while survived < total:
-                _, _, done, info = env.step(noop)
-                if done and info.get("exception"):
-                    break
-                survived += 1
-                if done:
-                    break
-            results.append((survived, total))
-    return results
+        env.reset(options={"time serie id": int(idx)})
+        total = (
+            int(env.max_episode_duration())
+            if max_steps is None
+            else min(int(env.max_episode_duration()), max_steps)
+        )
+        survived = 0
+        noop = env.action_space()
+        while survived < total:
+            _, _, done, info = env.step(noop)
+            if done and info.get("exception"):
+                break
+            survived += 1
+            if done:
+                break
+    return survived, total
 
 
 def replay_do_nothing(
-    target, indices, scale: float = 1.0, workers: int = 1, max_steps=None, progress: bool = False
+    target,
+    indices,
+    scale: float = 1.0,
+    workers: int = 1,
+    max_steps=None,
+    progress: bool = False,
+    executor: Executor | None = None,
 ) -> list[tuple[int, int]]:
     """Do-nothing replay of chronics ``indices`` of env ``target`` at a thermal limit scale:
-    ``(steps survived, episode length)`` per chronic, in the order of ``indices``."""
+    ``(steps survived, episode length)`` per chronic, in the order of ``indices``; one task per
+    chronic on ``executor`` (or on one made with ``workers`` workers for this call)."""
     from tqdm.auto import tqdm
 
-    indices = list(indices)
-    n_chunks = 1 if workers <= 1 else min(workers * 4, len(indices))
-    chunks = [c.tolist() for c in np.array_split(np.asarray(indices), max(n_chunks, 1)) if len(c)]
-    jobs = [(target, scale, c, max_steps) for c in chunks]
+    indices = [int(i) for i in indices]
+    spec = EnvSpec(os.fspath(target), thermal_limit_scale=float(scale))
     desc = f"do-nothing x{scale} {Path(os.fspath(target)).name}"
-    with tqdm(total=len(indices), disable=not progress, desc=desc, unit="episode") as bar:
-        if n_chunks <= 1:
-            parts = []
-            for job in [(target, scale, [i], max_steps) for i in indices]:
-                parts.append(_replay_job(job))
+    results: dict[int, tuple[int, int]] = {}
+    own = executor is None
+    if own:
+        executor = Executor(workers)
+    try:
+        with tqdm(total=len(indices), disable=not progress, desc=desc, unit="episode") as bar:
+            for (pos, _), res in executor.imap(_replay_at, list(enumerate(indices)),
+                                               (spec, max_steps)):  # fmt: skip
+                results[pos] = tuple(int(v) for v in res)
                 bar.update(1)
-        else:
-            method = "fork" if "fork" in get_all_start_methods() else "spawn"
-            with ProcessPoolExecutor(workers, mp_context=get_context(method)) as pool:
-                futures = [pool.submit(_replay_job, job) for job in jobs]
-                for fut in as_completed(futures):
-                    bar.update(len(fut.result()))
-                parts = [fut.result() for fut in futures]
-    return [r for part in parts for r in part]
+    finally:
+        if own:
+            executor.close()
+    return [results[pos] for pos in range(len(indices))]
+
+
+def _replay_at(ctx: WorkerContext, item: tuple[int, int], shared: tuple) -> tuple[int, int]:
+    return _replay_job(ctx, item[1], shared)
 
 
 def converged_steps_mask(ts) -> np.ndarray:
@@ -305,6 +303,7 @@ def validate_env(
     n_stats: int = 50,
     thermal_limit_scales=(1.0,),
     workers: int = 1,
+    executor: Executor | None = None,
     progress: bool = True,
 ) -> dict:
     """Statistics and do-nothing survival of generated vs source; writes ``validation/``."""
@@ -346,10 +345,22 @@ def validate_env(
     src_target = source.name
     for scale in thermal_limit_scales:
         s_res = replay_do_nothing(
-            src_target, range(len(source.chronic_names)), scale, workers, progress=progress
+            src_target,
+            range(len(source.chronic_names)),
+            scale,
+            workers,
+            progress=progress,
+            executor=executor,
         )
         g_res = (
-            replay_do_nothing(os.fspath(env_dir), replay_idx, scale, workers, progress=progress)
+            replay_do_nothing(
+                os.fspath(env_dir),
+                replay_idx,
+                scale,
+                workers,
+                progress=progress,
+                executor=executor,
+            )
             if replay_idx
             else []
         )

@@ -56,10 +56,8 @@ def format_csv(names: list[str], values: np.ndarray, decimals: int = 2) -> bytes
     return (";".join(names) + "\n" + body).encode()
 
 
-def _write(path: Path, data: bytes, fmt: str) -> None:
-    if fmt == "bz2":
-        data = bz2.compress(data, compresslevel=1)
-    path.write_bytes(data)
+def _encode(data: bytes, fmt: str) -> bytes:
+    return bz2.compress(data, compresslevel=1) if fmt == "bz2" else data
 
 
 def scenario_names(n: int, width: int) -> list[str]:
@@ -86,6 +84,57 @@ def clean_partial(chronics_dir: Path) -> int:
     return n
 
 
+def scenario_files(
+    arrays: dict,
+    load_names: list[str],
+    gen_names: list[str],
+    interval: timedelta,
+    fmt: str = "bz2",
+    decimals: int = 2,
+    extra: dict[str, str] | None = None,
+) -> dict[str, bytes]:
+    """The files of one scenario folder, file name -> bytes (formatted and compressed: the
+    costly part, done in the worker; the driver only writes them with `write_files`).
+
+    ``arrays`` maps each of `ALL_FILES` to a ``(n_steps, n_columns)`` array (grid2op column
+    order) and ``"start"`` to a datetime; ``extra`` adds small text files (name -> text)."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown chronics format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    ext = FORMATS[fmt]
+    files = {}
+    for kind in ALL_FILES:
+        names = load_names if kind.startswith("load") else gen_names
+        files[f"{kind}{ext}"] = _encode(format_csv(names, arrays[kind], decimals), fmt)
+    start: datetime = arrays["start"]
+    files["start_datetime.info"] = (start.strftime("%Y-%m-%d %H:%M") + "\n").encode()
+    minutes = int(interval.total_seconds() // 60)
+    files["time_interval.info"] = f"{minutes // 60:02d}:{minutes % 60:02d}\n".encode()
+    for fname, text in (extra or {}).items():
+        files[fname] = text.encode()
+    return files
+
+
+def write_files(chronics_dir: Path, name: str, files: dict[str, bytes]) -> Path:
+    """Write one scenario folder atomically (temp folder ``.tmp-*``, then rename); a folder
+    already complete under that name is kept. Returns the folder."""
+    final = Path(chronics_dir) / name
+    tmp = Path(chronics_dir) / f".tmp-{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        for fname, data in files.items():
+            (tmp / fname).write_bytes(data)
+        if final.exists():  # a previous run finished it first: keep that one
+            shutil.rmtree(tmp)
+            return final
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
 def write_scenario(
     chronics_dir: Path,
     name: str,
@@ -99,31 +148,6 @@ def write_scenario(
 ) -> Path:
     """Write one scenario atomically (temp folder + rename); returns its folder.
 
-    ``arrays`` maps each of `ALL_FILES` to a ``(n_steps, n_columns)`` array (grid2op column
-    order) and ``"start"`` to a datetime; ``extra`` adds small text files (name -> text)."""
-    if fmt not in FORMATS:
-        raise UserError(f"unknown chronics format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    ext = FORMATS[fmt]
-    final = chronics_dir / name
-    tmp = chronics_dir / f".tmp-{name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
-        for kind in ALL_FILES:
-            names = load_names if kind.startswith("load") else gen_names
-            _write(tmp / f"{kind}{ext}", format_csv(names, arrays[kind], decimals), fmt)
-        start: datetime = arrays["start"]
-        (tmp / "start_datetime.info").write_text(start.strftime("%Y-%m-%d %H:%M") + "\n")
-        minutes = int(interval.total_seconds() // 60)
-        (tmp / "time_interval.info").write_text(f"{minutes // 60:02d}:{minutes % 60:02d}\n")
-        for fname, text in (extra or {}).items():
-            (tmp / fname).write_text(text)
-        if final.exists():  # a concurrent or previous run finished it first: keep that one
-            shutil.rmtree(tmp)
-            return final
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+    `scenario_files` then `write_files`, in this process."""
+    files = scenario_files(arrays, load_names, gen_names, interval, fmt, decimals, extra)
+    return write_files(chronics_dir, name, files)
