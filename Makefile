@@ -16,7 +16,7 @@ $(BIN)/python:
 # Torch first, pinned to the local CPU wheel, so the range in setup.cfg installs nothing more.
 $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,ray]'
 	@touch $(STAMP)
 
 demo: $(STAMP)

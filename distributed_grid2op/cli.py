@@ -74,9 +74,10 @@ def danger_threshold(text: str) -> float:
 def add_executor_arguments(
     parser: argparse.ArgumentParser, default_workers: int | None = 1
 ) -> None:
-    """``--workers N`` (and the backend options): every command with workers takes these.
+    """``--workers N`` and ``--ray [ADDRESS]``: every command with workers takes these.
 
-    ``default_workers=None`` means: the available CPUs, capped by the number of tasks.
+    ``default_workers=None`` means: the available CPUs (with ``--ray``: the cluster's CPUs),
+    capped by the number of tasks.
     """
     default = "CPUs" if default_workers is None else str(default_workers)
     parser.add_argument(
@@ -85,11 +86,33 @@ def add_executor_arguments(
         default=default_workers,
         help=f"parallel workers (default {default}; results do not depend on it)",
     )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run the workers as Ray actors: alone, on a local Ray; with 'auto' or HOST:PORT, "
+        "on that Ray cluster (needs the extra: pip install '.[ray]')",
+    )
 
 
 def executor_from_args(args, n_tasks: int | None = None):
     """The `distributed_grid2op.execution.Executor` the options of `add_executor_arguments` ask for."""
     from distributed_grid2op.execution import Executor, default_workers
 
-    workers = args.workers if args.workers is not None else default_workers(n_tasks)
-    return Executor(workers)
+    address = getattr(args, "ray", None)
+    if address is None:
+        workers = args.workers if args.workers is not None else default_workers(n_tasks)
+        return Executor(workers)
+    from distributed_grid2op.execution_ray import cluster_cpus, init_ray
+
+    local = address == "local"
+    workers = args.workers
+    if workers is None and local:
+        workers = default_workers(n_tasks)
+    init_ray(None if local else address, workers)
+    if workers is None:  # a cluster: its CPUs, capped by the tasks
+        cpus = max(1, cluster_cpus())
+        workers = cpus if n_tasks is None else max(1, min(cpus, int(n_tasks)))
+    return Executor(workers, "ray")

@@ -124,6 +124,8 @@ class Executor:
             raise UserError(f"workers must be >= 1, got {workers}")
         if backend is None:
             backend = "serial" if workers == 1 else "processes"
+        if backend == "ray" and backend not in BACKENDS:  # registers itself; imports Ray lazily
+            import distributed_grid2op.execution_ray  # noqa: F401
         if backend not in BACKENDS:
             raise UserError(
                 f"unknown executor backend {backend!r}; choose from {', '.join(BACKENDS)}"
