@@ -39,6 +39,7 @@ a run's score is the mean over its episodes (NaN when the reference was not run)
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import re
@@ -48,14 +49,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from distributed_grid2op import cli
 from distributed_grid2op.baselines import BASELINES, DANGER, make_baseline
+from distributed_grid2op.config import Config, option
 from distributed_grid2op.envs import EnvSpec, env_metadata, quiet_grid2op
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.execution import LOCAL, Executor, default_workers
 from distributed_grid2op.io import atomic_path, ensure_writable_dir, write_json
 from distributed_grid2op.loop import DecisionLoop, Step, play
 from distributed_grid2op.seeding import child_seeds
-from distributed_grid2op.splits import scenario_names, split_scenarios
+from distributed_grid2op.splits import SPLITS, scenario_names, split_scenarios
 
 FORMAT = 1
 OVERFLOW = 1.0
@@ -167,6 +170,7 @@ def run_specs(baselines=(), agents=(), top_k=(None,)) -> list[RunSpec]:
 
 
 # ---------------------------------------------------------------------------- worker
+
 
 def _agent(ctx, run: RunSpec, spec: EnvSpec, danger: float | None):
     """One agent per run per worker (loading a checkpoint can take seconds); every episode
@@ -562,7 +566,9 @@ def evaluate(
     loaded = [load_episode(t.path) for t in tasks]
     steps = pd.concat([episode_steps(ep, n_line) for ep in loaded], ignore_index=True)
     daily = daily_summary(steps, threshold)
-    ep_table = pd.DataFrame([episode_summary(ep, threshold) for ep in loaded], columns=EPISODE_COLUMNS)
+    ep_table = pd.DataFrame(
+        [episode_summary(ep, threshold) for ep in loaded], columns=EPISODE_COLUMNS
+    )
     summary = summarize_runs(ep_table)
     _write_csv(steps, out / "step_metrics.csv")
     _write_csv(daily, out / "daily_summary.csv")
@@ -575,7 +581,9 @@ def _play_all(tasks: list[EpisodeTask], executor: Executor, progress: bool) -> N
     """Play the episodes on the executor; the driver writes each one as it completes."""
     from tqdm import tqdm
 
-    with tqdm(total=len(tasks), desc="episodes", unit="ep", disable=not progress or not tasks) as bar:
+    with tqdm(
+        total=len(tasks), desc="episodes", unit="ep", disable=not progress or not tasks
+    ) as bar:
         for task, arrays in executor.imap(play_episode, tasks):
             write_episode(task.path, arrays)
             bar.update()
@@ -592,3 +600,90 @@ def format_summary(runs: pd.DataFrame) -> str:
     }  # fmt: skip
     t = runs[list(cols)].rename(columns=cols)
     return t.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-")
+
+
+# ---------------------------------------------------------------------------- config / API
+
+
+def baseline_list(text: str) -> list[str]:
+    """``do-nothing,expert`` -> a list of known baseline names (``none``: no baseline)."""
+    names = [n.strip() for n in str(text).split(",") if n.strip() and n.strip() != "none"]
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}"
+        )
+    return names
+
+
+def top_k_list(text: str) -> list[int]:
+    """``0,3`` -> ``[0, 3]`` (integers >= 0, duplicates dropped)."""
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        values = [-1]
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers >= 0, got {text!r}")
+    return list(dict.fromkeys(values))
+
+
+@dataclass
+class EvaluateConfig(Config):
+    """Every setting of ``python -m distributed_grid2op.evaluate`` (and of `run_evaluation`)."""
+
+    agents: list = option([], "trained agent folders", nargs="*", metavar="DIR")
+    baselines: list = option(list(BASELINES), "comma-separated subset of "
+                             f"{','.join(BASELINES)}, or 'none'", parse=baseline_list)  # fmt: skip
+    env: str = option("l2rpn_case14_sandbox", "bundled env name or env folder path")
+    thermal_limit_scale: float = option(1.0, "multiply thermal limits (0.85 = the stressed "
+                                        "case14 protocol)", parse=cli.positive_float,
+                                        metavar="X")  # fmt: skip
+    scenarios: str | None = option(None, "scenario split (default: test if the env folder has "
+                                   "splits.json, else all)", choices=SPLITS)  # fmt: skip
+    episodes: int | None = option(None, "episodes (default: one per scenario)",
+                                  parse=cli.positive_int)  # fmt: skip
+    max_steps: int | None = option(None, "cut episodes to this many steps", parse=cli.positive_int)
+    out: str = option("runs/evaluation", "output folder", results=False)
+    seed: int = option(0, "seed of the episode seeds", parse=int)
+    danger: float | None = option(None, f"danger threshold of every run (default: {DANGER} for "
+                                  "baselines, trained agents their own)",
+                                  parse=cli.danger_threshold)  # fmt: skip
+    top_k: list | None = option(None, "comma-separated K values: each agent also runs with a "
+                                "simulation check of its K most probable actions (0 = the "
+                                "policy alone; default: as saved)", parse=top_k_list)  # fmt: skip
+    backend: str = option("lightsim", "power-flow backend", choices=("lightsim", "pandapower"))
+    workers: int | None = option(None, "parallel workers", cli=False, results=False)
+    ray: str | None = option(None, "Ray address", cli=False, results=False)
+    progress: bool = option(True, "progress bar", results=False)
+
+    def validate(self):
+        for key in ("baselines", "top_k"):
+            value = getattr(self, key)
+            if isinstance(value, str):
+                setattr(self, key, (baseline_list if key == "baselines" else top_k_list)(value))
+        self.agents = [str(a) for a in self.agents]
+        return self
+
+    def n_tasks(self) -> int:
+        """Episodes to play in total (an upper bound when ``episodes`` is not set)."""
+        runs = len(self.baselines) + len(self.agents) * len(self.top_k or [None])
+        return max(1, runs) * (self.episodes or 1_000_000)
+
+
+def run_evaluation(config: EvaluateConfig, *, executor: Executor | None = None) -> EvaluationResult:
+    """Evaluate what ``config`` describes (the Python face of the ``evaluate`` command)."""
+    runs = run_specs(config.baselines, config.agents, config.top_k or (None,))
+    spec = EnvSpec(config.env, backend=config.backend,
+                   thermal_limit_scale=config.thermal_limit_scale)  # fmt: skip
+    own = executor is None
+    if own:
+        from distributed_grid2op.execution import executor_for
+
+        executor = executor_for(config.workers, config.ray, config.n_tasks())
+    try:
+        return evaluate(runs, spec, config.out, scenarios=config.scenarios,
+                        episodes=config.episodes, seed=config.seed, max_steps=config.max_steps,
+                        danger=config.danger, executor=executor, progress=config.progress)  # fmt: skip
+    finally:
+        if own:
+            executor.close()

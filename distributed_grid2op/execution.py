@@ -352,3 +352,13 @@ def register_backend(name: str, cls: type) -> None:
 def executor(workers: int = 1, backend: str | None = None, **kwargs) -> Executor:
     """An `Executor` (see its arguments); the one way the package gets workers."""
     return Executor(workers, backend, **kwargs)
+
+
+def executor_for(workers: int | None = 1, ray: str | None = None, n_tasks: int | None = None):
+    """The executor of the ``--workers`` / ``--ray`` settings (the Python face of
+    `distributed_grid2op.cli.executor_from_args`)."""
+    import argparse
+
+    from distributed_grid2op import cli
+
+    return cli.executor_from_args(argparse.Namespace(workers=workers, ray=ray), n_tasks)

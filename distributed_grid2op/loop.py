@@ -229,7 +229,9 @@ def play(loop: DecisionLoop, policy, *, deterministic: bool = True, rng=None) ->
     """Drive ``loop`` to the end of the episode, ``policy.decide`` deciding at every turn."""
     loop.advance()
     while not loop.done:
-        action, decision = policy.decide(loop.obs, loop.pending, deterministic=deterministic, rng=rng)
+        action, decision = policy.decide(
+            loop.obs, loop.pending, deterministic=deterministic, rng=rng
+        )
         loop.apply(action, decision)
         loop.advance()
 

@@ -1,9 +1,11 @@
 """Experiment 3: distributed vs centralised agents, learning curves, held-out evaluation.
 
-Composes three CLIs: ``distributed_grid2op.scenarios`` (training scenarios generated from
-the bundled data, so that thesis-scale training needs no download), ``distributed_grid2op.main``
-(one training run per variant and seed) and ``distributed_grid2op.evaluate`` (every trained
-agent and the baselines on the same held-out episodes).
+Composes three commands: ``distributed_grid2op.scenarios`` (training scenarios generated
+from the bundled data, so that thesis-scale training needs no download), training (one run
+per variant and seed: `training.train` with a `TrainConfig` made from the ``[train]`` table)
+and evaluation (every trained agent and the baselines on the same held-out episodes:
+`evaluation.run_evaluation` with an `EvaluateConfig` from each ``[[evaluate]]`` table). The
+config tables are validated by those objects: an unknown key is an error before anything runs.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from distributed_grid2op.evaluate import main as evaluate_main
-from distributed_grid2op.main import main as train_main
+from distributed_grid2op.evaluation import EvaluateConfig, run_evaluation
 from distributed_grid2op.plots import plot_learning, plot_survival
 from distributed_grid2op.scenarios.__main__ import main as scenarios_main
+from distributed_grid2op.training import TrainConfig, train
 from experiments._argv import to_argv
 from experiments.runs import Run, markdown_table
 
@@ -63,10 +65,12 @@ def _train(run: Run, env: dict, progress: bool) -> list[Path]:
         for seed in seeds:
             out = run.root / "train" / f"{name}-s{seed}"
             options = {**env, **cfg["train"], **{k: v for k, v in variant.items() if k != "name"}}
-            argv = to_argv({**options, "seed": seed, "out": out, "resume": True,
-                            "no_progress": not progress})  # fmt: skip
+            config = TrainConfig.from_mapping(
+                {**options, "seed": seed, "out": str(out), "resume": True, "progress": progress},
+                source=f"{cfg.get('_source', 'config')} [train] + variant {name}",
+            )
             with run.stage(f"train {name} seed {seed}"):
-                _check(train_main(argv), f"training of {name} seed {seed}")
+                train(config)
             logs.append(pd.read_csv(out / "train_log.csv").assign(variant=name, train_seed=seed))
             agents.append(out)
     log = pd.concat(logs, ignore_index=True)
@@ -119,11 +123,13 @@ def _evaluate(run: Run, env: dict, agents: list[Path], progress: bool) -> None:
         name = ev["name"]
         options = {**env, **{k: v for k, v in ev.items() if k not in ("name", "description")}}
         out = run.root / "evaluation" / name
-        argv = to_argv(
-            {**options, "seed": run.cfg["seed"], "out": out, "no_progress": not progress}
-        )
+        config = EvaluateConfig.from_mapping(
+            {**options, "agents": [str(a) for a in agents], "seed": run.cfg["seed"],
+             "out": str(out), "progress": progress},
+            source=f"{run.cfg.get('_source', 'config')} [[evaluate]] {name}",
+        )  # fmt: skip
         with run.stage(f"evaluate {name}"):
-            _check(evaluate_main(["--agents", *map(str, agents), *argv]), f"evaluation {name}")
+            run_evaluation(config)
         summary = pd.read_csv(out / "run_summary.csv")
         table = summary[EVAL_COLUMNS].to_dict("records")
         run.numbers.setdefault("evaluation", {})[name] = [
