@@ -136,7 +136,7 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     init_ray(None, max(counts))
     t_init = time.perf_counter() - t0
-    startup, rates = {}, {}
+    startup, rates, overhead = {}, {}, {}
     for workers in counts:
         with Executor(workers, "processes") as proc, Executor(workers, "ray") as on_ray:
             t0 = time.perf_counter()
@@ -156,6 +156,11 @@ def main(argv=None) -> dict:
                         best[key, name] = min(best.get((key, name), float("inf")), t)
             for key in ("processes", "ray"):
                 rates[key, workers] = {n: len(kinds[n][1]) / best[key, n] for n in kinds}
+            n_noop = 200  # the backends' own cost per task: empty tasks
+            overhead[workers] = tuple(
+                min(_timed(ex, _noop, range(n_noop), None)[0] for _ in range(args.repeat)) / n_noop
+                for ex in (proc, on_ray)
+            )
     if not was_up:
         ray.shutdown()
 
@@ -171,8 +176,13 @@ def main(argv=None) -> dict:
             proc, on_ray = rates["processes", workers][name], rates["ray", workers][name]
             print(f"{name:<10}{workers:>8}{proc:>13.2f}{on_ray:>9.2f}{on_ray / proc:>10.2f}")
             table.append({"kind": name, "workers": workers, "processes": proc, "ray": on_ray})
+    for workers, (t_proc, t_ray) in overhead.items():
+        print(
+            f"empty tasks, {workers} workers: processes {1e3 * t_proc:.2f} ms/task, "
+            f"ray {1e3 * t_ray:.2f} ms/task"
+        )
     print("results identical on both backends: yes")
-    return {"ray_init_s": t_init, "startup": startup, "rows": table}
+    return {"ray_init_s": t_init, "startup": startup, "rows": table, "overhead": overhead}
 
 
 def _noop(ctx, task, shared):

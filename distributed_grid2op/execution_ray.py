@@ -68,7 +68,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
         "logging_level": "WARNING",
         "configure_logging": True,
     }
-    if address in (None, "", "local"):
+    if address in (None, "", "local"):  # a new local Ray, even if `ray start` ran here
+        kwargs["address"] = "local"
         kwargs["num_cpus"] = None if num_cpus is None else int(num_cpus)
     else:
         kwargs["address"] = address
