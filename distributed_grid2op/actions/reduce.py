@@ -185,7 +185,8 @@ def _episode_task(ctx, task, shared):
         env.reset(seed=int(seed), options={"time serie id": int(scenario)})
     length = int(env.chronics_handler.max_timestep())
     length = length if length > 0 else int(horizon) + 1
-    offset = int(fraction * max(0, length - int(horizon) - 1))
+    room = length - int(horizon) - 1  # start offsets leaving a whole horizon to play
+    offset = int(fraction * (room if room > 0 else (length - 1) // 2))  # short scenario
     steps = max(0, min(int(horizon), length - offset - 1))
     _, rhos = _play(env, scenario, seed, offset, steps, record=True)
     return {"offset": offset, "rhos": np.asarray(rhos, dtype=np.float64)}
