@@ -72,6 +72,12 @@ def slow_square(ctx, task, shared):
     return task * task
 
 
+def torch_threads(ctx, task, shared):
+    import torch
+
+    return torch.get_num_threads()
+
+
 def die(ctx, task, shared):
     os._exit(3)
 
@@ -122,6 +128,11 @@ def test_shared_input_reaches_each_actor_once_per_call(ray2):
         assert all(len(ids) == 1 for ids in copies.values())  # unpickled once per actor
         shared2 = {"w": -np.ones(10)}
         assert [v for v, _, _ in ex.map(weighted, range(3), shared2)] == [0.0, -1.0, -2.0]
+
+
+def test_actors_run_torch_on_one_thread(ray2):
+    with Executor(2, "ray") as ex:
+        assert ex.map(torch_threads, range(2)) == [1, 1]
 
 
 def test_tasks_are_consumed_lazily(ray2):
