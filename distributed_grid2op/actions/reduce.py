@@ -459,19 +459,24 @@ def reduce_actions(
             leave=False,
         )
         last_write, n_new = time.monotonic(), 0
-        for (j, a, b), res in ex.imap(_score_task, tasks, shared):
-            base[j] = res["base"]
-            scores[j, a:b] = res["scores"]
-            done[f"{j}:{a}"] = {"base": float(res["base"]), "scores": res["scores"].tolist()}
-            bar.update(1)
-            n_new += 1
-            if stop_after is not None and n_new >= stop_after:
+        try:
+            for (j, a, b), res in ex.imap(_score_task, tasks, shared):
+                base[j] = res["base"]
+                scores[j, a:b] = res["scores"]
+                done[f"{j}:{a}"] = {"base": float(res["base"]), "scores": res["scores"].tolist()}
+                bar.update(1)
+                n_new += 1
+                if stop_after is not None and n_new >= stop_after:
+                    write_json(partial_path, partial)
+                    bar.close()
+                    return None
+                if time.monotonic() - last_write > 5.0:
+                    write_json(partial_path, partial)
+                    last_write = time.monotonic()
+        except BaseException:  # interrupted or a worker lost: keep every finished task
+            if n_new:
                 write_json(partial_path, partial)
-                bar.close()
-                return None
-            if time.monotonic() - last_write > 5.0:
-                write_json(partial_path, partial)
-                last_write = time.monotonic()
+            raise
         bar.close()
         timings["scoring_s"] = round(time.perf_counter() - t2, 3)
     finally:
