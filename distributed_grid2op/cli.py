@@ -34,9 +34,41 @@ def run(
             msg = f"{msg}: {exc.filename}"
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    except (OSError, EOFError, ValueError, LookupError) as exc:
+        msg = _env_data_error(exc, sys.argv[1:] if argv is None else argv)
+        if msg is None:
+            raise
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: rerun with the same options to resume", file=sys.stderr)
         return 130
+
+
+def _env_data_error(exc: BaseException, argv: Sequence[str]) -> str | None:
+    """A failure caused by a corrupted chronic file of an env folder named on the command line:
+    the file and what is wrong with it (``None``: not that, a bug keeps its traceback).
+
+    Checked only after a failure (it reads every chronic file of the env folders in ``argv``),
+    so exceptions raised inside worker processes are explained the same way."""
+    from pathlib import Path
+
+    from distributed_grid2op.envs import find_bad_chronic_file
+
+    for arg in dict.fromkeys(str(a) for a in argv):
+        if arg.startswith("-"):
+            arg = arg.split("=", 1)[-1] if "=" in arg else ""
+        try:
+            folder = Path(arg).expanduser()
+            if not arg or not (folder / "chronics").is_dir():
+                continue
+        except (OSError, ValueError):
+            continue
+        found = find_bad_chronic_file(folder)
+        if found is not None:
+            path, problem = found
+            return f"corrupted chronic file {path}: {problem}"
+    return None
 
 
 def positive_int(text: str) -> int:

@@ -140,7 +140,11 @@ def _convert(f: dataclasses.Field, value, where: str):
             return parse_bool(value)
         parse = m.get("parse")
         if value is None:
+            if default is not None:
+                raise ValueError(f"needs a value (default {default!r})")
             return None
+        if isinstance(default, dict) and not isinstance(value, dict):
+            raise ValueError(f"must be a table, got {type(value).__name__}")
         if m.get("nargs"):  # a list of words: each parsed
             words = value if isinstance(value, list) else [value]
             value = [parse(str(w)) if parse else str(w) for w in words]

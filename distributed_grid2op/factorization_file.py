@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -122,7 +123,9 @@ def load_factorization(path: str | Path | None = None, *, env=None) -> Factoriza
     else:
         source = str(path)
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{source}: not UTF-8 text (byte {exc.start})") from exc
         except OSError as exc:
             raise UserError(f"cannot read factorization file {source}: {exc.strerror}") from exc
     try:
@@ -130,4 +133,38 @@ def load_factorization(path: str | Path | None = None, *, env=None) -> Factoriza
     except json.JSONDecodeError as exc:
         raise UserError(f"{source}: malformed JSON ({exc.msg} at line {exc.lineno})") from exc
     sizes = {} if env is None else {"n_sub": int(env.n_sub), "n_line": int(env.n_line)}
-    return parse_factorization(data, source=source, **sizes)
+    fact = parse_factorization(data, source=source, **sizes)
+    if env is not None:
+        _warn_other_env(fact, env)
+    return fact
+
+
+def _env_names(env) -> set[str]:
+    """Names the env answers to: its name, its folder's name and the source it was generated
+    from (``generation.json`` of `distributed_grid2op.scenarios`)."""
+    names = {str(getattr(env, "env_name", "") or "")}
+    try:
+        folder = Path(env.get_path_env())
+    except Exception:  # noqa: BLE001 - an env without a folder: its name only
+        return names - {""}
+    names.add(folder.name)
+    try:
+        source = json.loads((folder / "generation.json").read_text(encoding="utf-8"))["source"]
+        names.add(Path(str(source)).name)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return names - {""}
+
+
+def _warn_other_env(fact: FactorizationFile, env) -> None:
+    """Warn when the file was made for another grid of the same size (the sizes matched)."""
+    if not isinstance(fact.env, str) or not fact.env:
+        return
+    names = _env_names(env)
+    if names and Path(fact.env).name not in names:
+        warnings.warn(
+            f"{fact.source} was made for env {fact.env!r}, not for "
+            f"{sorted(names)[0]!r} (a grid of the same size: the clusters may not fit it)",
+            UserWarning,
+            stacklevel=3,
+        )

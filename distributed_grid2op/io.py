@@ -9,11 +9,25 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def make_parent(path: Path) -> None:
+    """Create the folder of ``path``; `UserError` if a regular file stands in the way."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        from distributed_grid2op.errors import UserError
+
+        blocker = next((p for p in [path.parent, *path.parent.parents] if p.is_file()), None)
+        where = (
+            f"{blocker} is a file, not a folder" if blocker else f"{path.parent} is not a folder"
+        )
+        raise UserError(f"cannot write {path}: {where}") from exc
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = ""):
     """Yield a temp path next to ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -33,7 +47,7 @@ def atomic_dir(path: str | Path):
     import shutil
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp

@@ -53,16 +53,170 @@ def load_config(experiment: str, profile: str, path: str | Path | None = None) -
     else:
         source = str(path)
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{source}: not UTF-8 text (byte {exc.start})") from exc
         except OSError as exc:
             raise UserError(f"cannot read config {source}: {exc.strerror}") from exc
     try:
         cfg = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{source}: invalid TOML ({exc})") from exc
+    validate_config(experiment, cfg, source)
     cfg.setdefault("profile", profile)
     cfg["_source"] = source
     return cfg
+
+
+# ---------------------------------------------------------------------------- config schemas
+_NUMBER = (int, float)
+_TABLES = "array of tables"
+# experiment -> top-level key -> (expected type, required)
+SCHEMAS: dict[str, dict[str, tuple]] = {
+    "synthetic": {
+        "seed": (int, True),
+        "k": (_NUMBER, True),
+        "n_permutations": (int, True),
+        "quantiles": (list, True),
+        "figure_quantiles": (list, True),
+        "mdp": (_TABLES, True),
+        "profile": (str, False),
+    },
+    "factorization": {
+        "seed": (int, True),
+        "pipeline": (dict, True),
+        "variant": (_TABLES, True),
+        "profile": (str, False),
+    },
+    "training": {
+        "seed": (int, True),
+        "seeds": (list, False),
+        "scenarios": (dict, False),
+        "env": (dict, False),
+        "train": (dict, True),
+        "variant": (_TABLES, True),
+        "evaluate": (_TABLES, True),
+        "profile": (str, False),
+    },
+}
+MDP_KEYS = {
+    "copy": {"name", "kind", "n_state", "n_action", "blocks", "steps"},
+    "random": {"name", "kind", "n_state", "n_action", "n_blocks", "steps"},
+}
+
+
+def _type_ok(value, expected) -> bool:
+    if expected == _TABLES:
+        return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+    if expected is int or expected == _NUMBER:
+        return isinstance(value, expected) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _type_name(expected) -> str:
+    if expected == _TABLES:
+        return "a non-empty array of tables ([[...]])"
+    if expected == _NUMBER:
+        return "a number"
+    return {int: "an integer", str: "a string", list: "a list", dict: "a table"}[expected]
+
+
+def _check_keys(table: dict, schema: dict, where: str) -> None:
+    unknown = sorted(k for k in table if k not in schema)
+    if unknown:
+        raise UserError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(schema))}"
+        )
+    missing = sorted(k for k, (_, required) in schema.items() if required and k not in table)
+    if missing:
+        raise UserError(f"{where}: missing key(s) {', '.join(missing)}")
+    for key, (expected, _) in schema.items():
+        if key in table and not _type_ok(table[key], expected):
+            raise UserError(f"{where}: {key} must be {_type_name(expected)}")
+
+
+def _check_cli_options(table: dict, parser, where: str, required: dict) -> None:
+    """A table of command-line options: known options with values the CLI accepts."""
+    from experiments._argv import to_argv
+
+    known = {a.dest for a in parser._actions if a.dest != "help"}
+    unknown = sorted(k for k in table if k not in known)
+    if unknown:
+        raise UserError(
+            f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+
+    def error(message):
+        raise UserError(f"{where}: {message}")
+
+    parser.error = error
+    parser.parse_args(to_argv({**required, **table}))
+
+
+def _names(tables: list[dict], where: str) -> None:
+    names = [t.get("name") for t in tables]
+    if not all(isinstance(n, str) and n for n in names):
+        raise UserError(f"{where}: every table needs a name (a non-empty string)")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UserError(f"{where}: duplicate name(s) {', '.join(dup)}")
+
+
+def validate_config(experiment: str, cfg: dict, source: str = "config") -> None:
+    """Check a decoded experiment config against its schema; `UserError` naming the unknown,
+    missing or mistyped key (before anything runs)."""
+    _check_keys(cfg, SCHEMAS[experiment], source)
+    if experiment == "synthetic":
+        _names(cfg["mdp"], f"{source} [[mdp]]")
+        for spec in cfg["mdp"]:
+            where = f"{source} [[mdp]] {spec['name']}"
+            kind = spec.get("kind")
+            if kind not in MDP_KEYS:
+                raise UserError(f"{where}: kind must be one of {', '.join(MDP_KEYS)}, got {kind!r}")
+            schema = {k: ((list if k == "blocks" else str if k in ("name", "kind") else int), True)
+                      for k in MDP_KEYS[kind]}  # fmt: skip
+            _check_keys(spec, schema, where)
+        for key in ("quantiles", "figure_quantiles"):
+            if not all(_type_ok(q, _NUMBER) and 0 <= q < 1 for q in cfg[key]):
+                raise UserError(f"{source}: {key} must be numbers in [0, 1)")
+    elif experiment == "factorization":
+        from clustering.power_grid.__main__ import build_parser
+
+        _check_cli_options(cfg["pipeline"], build_parser(), f"{source} [pipeline]", {})
+        _names(cfg["variant"], f"{source} [[variant]]")
+        for variant in cfg["variant"]:
+            options = {**cfg["pipeline"], **{k: v for k, v in variant.items() if k != "name"}}
+            where = f"{source} [[variant]] {variant['name']}"
+            _check_cli_options(options, build_parser(), where, {})
+    elif experiment == "training":
+        from distributed_grid2op.evaluation import EvaluateConfig
+        from distributed_grid2op.scenarios.__main__ import build_parser
+
+        try:
+            from distributed_grid2op.main import TrainConfig
+        except ImportError:  # where it lived before
+            from distributed_grid2op.training import TrainConfig
+
+        if "scenarios" in cfg:
+            where = f"{source} [scenarios]"
+            _check_cli_options(cfg["scenarios"], build_parser(), where, {"out": "scenarios"})
+        if "seeds" in cfg and not all(_type_ok(s, int) for s in cfg["seeds"]):
+            raise UserError(f"{source}: seeds must be a list of integers")
+        env = dict(cfg.get("env", {}))
+        _names(cfg["variant"], f"{source} [[variant]]")
+        for variant in cfg["variant"]:
+            options = {**env, **cfg["train"], **{k: v for k, v in variant.items() if k != "name"}}
+            TrainConfig.from_mapping(
+                {**options, "seed": cfg["seed"], "out": "train"},
+                source=f"{source} [train] + variant {variant['name']}",
+            )
+        _names(cfg["evaluate"], f"{source} [[evaluate]]")
+        for ev in cfg["evaluate"]:
+            options = {**env, **{k: v for k, v in ev.items() if k not in ("name", "description")}}
+            EvaluateConfig.from_mapping(
+                {**options, "agents": ["agent"], "seed": cfg["seed"], "out": "evaluation"},
+                source=f"{source} [[evaluate]] {ev['name']}",
+            )
 
 
 def config_hash(cfg: dict) -> str:
