@@ -424,3 +424,37 @@ def test_property_numeric_options(text):
             parse(text)
         except (argparse.ArgumentTypeError, ValueError):
             pass
+
+
+# ---------------------------------------------------------------------------- kill and resume
+def _tmp_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob(".*") if ".tmp" in p.name or p.name.endswith(".old")]
+
+
+@pytest.mark.slow
+def test_training_killed_then_resumed_matches_uninterrupted(tmp_path):
+    import signal
+    import time
+
+    args = ["--episodes", "6", "--checkpoint-every", "2", "--no-progress", "--workers", "1"]
+    full = tmp_path / "full"
+    assert run_cli("distributed_grid2op.main", *args, "--out", full).returncode == 0
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cmd = [PY, "-m", "distributed_grid2op.main", *args, "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoints" / "ep000004" / "trainer.json").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint written"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # no worker left behind
+    done = run_cli("distributed_grid2op.main", *args, "--out", out, "--resume")
+    assert done.returncode == 0, done.stderr
+    assert not _tmp_files(out)
+    for name in ("train_log.csv", "final/weights.pt", "final/agent.json"):
+        assert (out / name).read_bytes() == (full / name).read_bytes(), name
