@@ -5,12 +5,15 @@ of a `Controller` and a ``decide`` at each turn), like the trained agents: evalu
 them all through the same `DecisionLoop`.
 
 - ``do-nothing``: never acts; the 0 of the L2RPN-style score.
-- ``reconnect``: do-nothing plus reconnection of a legally reconnectable line.
+- ``reconnect``: do-nothing plus the reconnection rule (safe by default: a disconnected line
+  is reconnected only if its simulation does not make the max loading worse).
 - ``expert``: the greedy expert of the L2RPN literature: reconnect first; otherwise, when
-  the max line loading ``rho`` reaches ``danger`` (0.9), simulate (``obs.simulate``) every
-  unitary set-bus topology of the controllable substations (>= 4 elements) and take the
-  one with the lowest resulting max rho, if it beats doing nothing. ~1 ms per simulation,
-  ~160 candidates on case14.
+  the max line loading ``rho`` reaches ``danger`` (0.9), simulate (``obs.simulate``) the
+  candidate topologies and take the one with the lowest resulting max rho, if it beats doing
+  nothing. Candidates: every unitary set-bus topology of the controllable substations (>= 4
+  elements; ~160 on case14, ~1 ms per simulation), or a reduced action set
+  (``actions.json``); with a simulation budget, the candidates nearest the overloaded lines
+  first (`actions.search.greedy_search`), which is what makes it usable on 118-bus grids.
 """
 
 from __future__ import annotations
@@ -33,17 +36,17 @@ class DoNothing(LoopAgent):
 
     def __init__(self, action_space, env=None):
         env = env if env is not None else _SpaceOnly(action_space)
-        super().__init__(action_space, Controller(env, danger=np.inf, reconnect=False))
+        super().__init__(action_space, Controller(env, danger=np.inf, reconnect="none"))
 
 
 class Reconnect(LoopAgent):
-    """Do-nothing, but reconnect the first legally reconnectable line (``action_id`` = line)."""
+    """Do-nothing plus the reconnection rule (``action_id`` = the line reconnected)."""
 
     name = "reconnect"
 
-    def __init__(self, action_space, env=None):
+    def __init__(self, action_space, env=None, reconnect: str = "safe"):
         env = env if env is not None else _SpaceOnly(action_space)
-        super().__init__(action_space, Controller(env, danger=np.inf, reconnect=True))
+        super().__init__(action_space, Controller(env, danger=np.inf, reconnect=reconnect))
 
 
 class _SpaceOnly:
@@ -62,6 +65,11 @@ class GreedyExpert(LoopAgent):
         danger: act when ``max(obs.rho) >= danger``.
         substations: substations whose topologies are candidates (default: those with >= 4
             elements).
+        action_file: a reduced action set (`actions.file.ActionFile`): its topologies are the
+            candidates instead of every unitary one.
+        budget: at most this many simulations per decision, the candidates nearest the
+            overloaded lines first (None: every candidate, in order).
+        reconnect: the reconnection rule (`loop.Controller`).
 
     Attributes:
         candidates_: list of grid2op actions; ``action_id`` indexes it.
@@ -71,40 +79,95 @@ class GreedyExpert(LoopAgent):
 
     name = "expert"
 
-    def __init__(self, action_space, env, danger: float = DANGER, substations=None):
-        super().__init__(action_space, Controller(env, danger=danger, reconnect=True))
-        self.danger = float(danger)
+    def __init__(
+        self,
+        action_space,
+        env,
+        danger: float = DANGER,
+        substations=None,
+        *,
+        action_file=None,
+        budget: int | None = None,
+        reconnect: str = "safe",
+    ):
+        super().__init__(action_space, Controller(env, danger=danger, reconnect=reconnect))
+        self.danger, self.env = float(danger), env
+        self.budget = None if budget is None else int(budget)
         subs = (
             controllable_substations(env) if substations is None else [int(s) for s in substations]
         )
-        self.candidates_ = [a for s in subs for a in unitary_topologies(env, s)]
-        self.candidate_subs_ = np.asarray(
-            [s for s in subs for _ in unitary_topologies(env, s)], dtype=np.int64
-        )
+        if action_file is not None:
+            keep = action_file.for_substations(subs)
+            self.candidates_ = action_file.to_grid2op(action_space, keep)
+            self.candidate_subs_ = np.asarray(action_file.substations[keep], dtype=np.int64)
+        else:
+            check_enumerable(env, subs)
+            self.candidates_ = [a for s in subs for a in unitary_topologies(env, s)]
+            self.candidate_subs_ = np.asarray(
+                [s for s in subs for _ in unitary_topologies(env, s)], dtype=np.int64
+            )
         self.n_simulations_ = 0
+        self.n_decisions_ = 0
 
     def decide(self, observation, turn: Turn, *, deterministic: bool = True, rng=None):
-        """Simulate do-nothing and every candidate whose substation is not in cooldown; the
-        lowest max rho wins (the first on exact ties), do-nothing unless strictly beaten."""
+        """Simulate do-nothing and the candidates (within the budget, nearest the overloads
+        first; else every candidate whose substation is not in cooldown); the lowest max rho
+        wins (the first on exact ties), do-nothing unless strictly beaten."""
+        self.n_decisions_ += 1
+        if self.budget is not None:
+            from distributed_grid2op.actions.search import greedy_search
+
+            best, n_sim = greedy_search(observation, self.candidates_, self.candidate_subs_,
+                                        self.env, budget=self.budget, danger=self.danger)  # fmt: skip
+            self.n_simulations_ += n_sim
+            return self._choice(best)
         free = np.asarray(observation.time_before_cooldown_sub)[self.candidate_subs_] == 0
         scores = np.full(1 + len(self.candidates_), np.inf)
         scores[0] = simulated_max_rho(observation, self.action_space({}))
         for i in np.flatnonzero(free):
             scores[1 + i] = simulated_max_rho(observation, self.candidates_[i])
         self.n_simulations_ += 1 + int(free.sum())
-        best = best_index(scores, default=0, tie=0.0) - 1
+        return self._choice(best_index(scores, default=0, tie=0.0) - 1)
+
+    def _choice(self, best: int):
         if best < 0:
             return self.action_space({}), Decision("expert")
         sub = int(self.candidate_subs_[best])
         return self.candidates_[best], Decision("expert", action_id=int(best), substation=sub)
 
 
-def make_baseline(name: str, env, *, danger: float = DANGER) -> LoopAgent:
+#: unitary topologies per decision beyond which the full enumeration is refused
+MAX_ENUMERATED = 20_000
+
+
+def check_enumerable(env, substations) -> None:
+    """`UserError` pointing at the reduction command when every unitary topology of
+    ``substations`` is too many to enumerate and simulate (the 118-bus grids: 72 814)."""
+    sizes = np.asarray(env.sub_info)[list(substations)]
+    bound = int(np.sum(2.0 ** (sizes - 1)))  # grid2op's unitary set-bus count is below this
+    if bound > MAX_ENUMERATED:
+        raise UserError(
+            f"up to {bound} unitary topologies on {len(sizes)} substations: too many to "
+            "enumerate; reduce them first with `python -m distributed_grid2op.actions --env ... "
+            "--out actions.json` and pass --action-set actions.json"
+        )
+
+
+def make_baseline(
+    name: str,
+    env,
+    *,
+    danger: float = DANGER,
+    reconnect: str = "safe",
+    action_file=None,
+    budget: int | None = None,
+) -> LoopAgent:
     """A fresh baseline agent by name (``do-nothing``, ``reconnect`` or ``expert``)."""
     if name == "do-nothing":
         return DoNothing(env.action_space, env)
     if name == "reconnect":
-        return Reconnect(env.action_space, env)
+        return Reconnect(env.action_space, env, reconnect=reconnect)
     if name == "expert":
-        return GreedyExpert(env.action_space, env, danger=danger)
+        return GreedyExpert(env.action_space, env, danger=danger, action_file=action_file,
+                            budget=budget, reconnect=reconnect)  # fmt: skip
     raise UserError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")

@@ -53,7 +53,7 @@ def _env_data_error(exc: BaseException, argv: Sequence[str]) -> str | None:
     so exceptions raised inside worker processes are explained the same way."""
     from pathlib import Path
 
-    from distributed_grid2op.envs import find_bad_chronic_file
+    from distributed_grid2op.chronics import find_bad_chronic_file
 
     for arg in dict.fromkeys(str(a) for a in argv):
         if arg.startswith("-"):
@@ -131,20 +131,6 @@ def add_executor_arguments(
 
 def executor_from_args(args, n_tasks: int | None = None):
     """The `distributed_grid2op.execution.Executor` the options of `add_executor_arguments` ask for."""
-    from distributed_grid2op.execution import Executor, default_workers
+    from distributed_grid2op.execution import executor_for
 
-    address = getattr(args, "ray", None)
-    if address is None:
-        workers = args.workers if args.workers is not None else default_workers(n_tasks)
-        return Executor(workers)
-    from distributed_grid2op.execution_ray import cluster_cpus, init_ray
-
-    local = address == "local"
-    workers = args.workers
-    if workers is None and local:
-        workers = default_workers(n_tasks)
-    init_ray(None if local else address, workers)
-    if workers is None:  # a cluster: its CPUs, capped by the tasks
-        cpus = max(1, cluster_cpus())
-        workers = cpus if n_tasks is None else max(1, min(cpus, int(n_tasks)))
-    return Executor(workers, "ray")
+    return executor_for(args.workers, getattr(args, "ray", None), n_tasks)

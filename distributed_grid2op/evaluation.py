@@ -41,9 +41,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,21 @@ class EpisodeTask:
     seed: int
     path: str
     max_steps: int | None = None
-    danger: float | None = None  # None: baselines at DANGER, agents as saved
+    rules: Rules = field(default_factory=lambda: Rules())
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Settings every run of an evaluation shares (None: baselines' default, agents as saved).
+
+    ``action_set``: the content (JSON text) of a reduced ``actions.json`` for the expert; it
+    travels as a value, so workers on other machines need no access to the driver's files.
+    """
+
+    danger: float | None = None
+    reconnect: str | None = None
+    action_set: str | None = None
+    expert_budget: int | None = None
 
 
 # ---------------------------------------------------------------------------- plan
@@ -172,29 +187,47 @@ def run_specs(baselines=(), agents=(), top_k=(None,)) -> list[RunSpec]:
 # ---------------------------------------------------------------------------- worker
 
 
-def _agent(ctx, run: RunSpec, spec: EnvSpec, danger: float | None):
+def _agent(ctx, run: RunSpec, spec: EnvSpec, rules: Rules, files: dict | None):
     """One agent per run per worker (loading a checkpoint can take seconds); every episode
-    resets it."""
-    key = ("eval-agent", run, spec.key(), danger)
+    resets it. ``files``: a trained agent's files (bytes), sent by the driver."""
+    digest = None
+    if files is not None:
+        digest = hashlib.sha1(b"".join(files[k] for k in sorted(files))).hexdigest()
+    key = ("eval-agent", run, spec.key(), rules, digest)
     if key not in ctx.cache:
-        ctx.cache[key] = make_agent(run, ctx.env(spec), danger)
+        ctx.cache[key] = make_agent(run, ctx.env(spec), rules, files)
     return ctx.cache[key]
 
 
-def make_agent(run: RunSpec, env, danger: float | None = None):
-    """A fresh agent for ``run`` (baselines here, checkpoints via `agents.load_agent`).
+def make_agent(run: RunSpec, env, rules: Rules | float | None = None, files: dict | None = None):
+    """A fresh agent for ``run``: a baseline, or a trained agent from its folder (``files``:
+    its files as bytes, from `agents.hierarchical.read_agent_files`; default: read the folder).
 
-    ``danger``: the threshold of every run (None: ``DANGER`` for baselines, the saved one for
-    trained agents)."""
+    ``rules``: the settings of every run (`Rules`; a float: the danger threshold)."""
+    if not isinstance(rules, Rules):
+        rules = Rules(danger=rules)
     if run.kind == "baseline":
-        return make_baseline(run.source, env, danger=DANGER if danger is None else danger)
-    from distributed_grid2op.agents import load_agent
+        action_file = None
+        if rules.action_set is not None:
+            from distributed_grid2op.actions.file import parse_action_file
 
-    agent = load_agent(run.source, env)
+            action_file = parse_action_file(json.loads(rules.action_set), env, "--action-set")
+        return make_baseline(
+            run.source,
+            env,
+            danger=DANGER if rules.danger is None else rules.danger,
+            reconnect=rules.reconnect or "safe",
+            action_file=action_file,
+            budget=rules.expert_budget,
+        )
+    from distributed_grid2op.agents.hierarchical import agent_from_files, read_agent_files
+
+    if files is None:
+        files, _ = read_agent_files(run.source)
+    agent = agent_from_files(files, env, source=run.source)
     if run.top_k is not None:
         agent.top_k = run.top_k
-    if danger is not None:
-        agent.set_danger(danger)
+    agent.set_rules(danger=rules.danger, reconnect=rules.reconnect)
     return agent
 
 
@@ -225,7 +258,8 @@ def play_episode(ctx, task: EpisodeTask, shared=None) -> dict:
     """
     with quiet_grid2op():
         env = ctx.env(task.env_spec)
-        agent = _agent(ctx, task.run, task.env_spec, task.danger)
+        files = (shared or {}).get("agents", {}).get(task.run.name)
+        agent = _agent(ctx, task.run, task.env_spec, task.rules, files)
         seed_agent = getattr(agent, "seed", None)
         if callable(seed_agent):  # BaseAgent.seed seeds the agent's action space
             seed_agent(int(task.seed))
@@ -492,7 +526,8 @@ def _check_config(path: Path, config: dict) -> None:
         raise UserError(
             f"{path}: malformed ({exc.msg}); remove it or choose another --out"
         ) from exc
-    keys = ("env", "thermal_limit_scale", "seed", "scenarios", "plan", "max_steps", "danger")
+    keys = ("env", "thermal_limit_scale", "seed", "scenarios", "plan", "max_steps", "danger",
+            "reconnect", "expert_budget", "action_set")  # fmt: skip
     diff = [k for k in keys if old.get(k) != config.get(k)]
     if diff:
         raise UserError(
@@ -514,11 +549,17 @@ def evaluate(
     workers: int | None = 1,
     progress: bool = True,
     executor: Executor | None = None,
+    reconnect: str | None = None,
+    action_set: str | Path | None = None,
+    expert_budget: int | None = None,
 ) -> EvaluationResult:
     """Play every run on the same (scenario, seed) plan and write the CSVs to ``out``.
 
     ``danger``: the threshold of every run (None: ``DANGER`` for baselines, each trained
-    agent's own); the summaries count danger steps at it (``DANGER`` if None). ``workers``
+    agent's own); the summaries count danger steps at it (``DANGER`` if None).
+    ``reconnect``: the reconnection rule of every run (None: ``"safe"`` for baselines, each
+    agent's own). ``action_set``: a reduced ``actions.json`` for the expert;
+    ``expert_budget``: its simulations per decision (None: every candidate). ``workers``
     (None: the CPUs, capped by the episodes) or an ``executor`` of the execution layer.
     Episodes already on disk (same settings, see ``run_config.json``) are reused, so an
     interrupted evaluation resumes where it stopped.
@@ -531,15 +572,23 @@ def evaluate(
         env = LOCAL.env(env_spec)
         split = scenarios or default_split(env)
         plan = plan_episodes(env, split, episodes, seed)
+        rules = Rules(danger, reconnect, _action_text(action_set, env), expert_budget)
+        agent_files = {}
         for run in runs:  # fail fast (exit 2) on a bad checkpoint, before any worker starts
-            _agent(LOCAL, run, env_spec, danger)
+            if run.kind == "agent":
+                from distributed_grid2op.agents.hierarchical import read_agent_files
+
+                agent_files[run.name], _ = read_agent_files(run.source)
+            _agent(LOCAL, run, env_spec, rules, agent_files.get(run.name))
         n_line, meta = int(env.n_line), env_metadata(env, env_spec)
     threshold = DANGER if danger is None else float(danger)
     config = {
         "format": FORMAT, "env": env_spec.name, "env_path": meta.get("env_path"),
         "backend": env_spec.backend, "thermal_limit_scale": env_spec.thermal_limit_scale,
         "seed": int(seed), "scenarios": split, "episodes": len(plan), "max_steps": max_steps,
-        "danger": danger, "runs": [asdict(r) for r in runs], "plan": plan,
+        "danger": danger, "reconnect": reconnect, "expert_budget": expert_budget,
+        "action_set": None if rules.action_set is None else json.loads(rules.action_set).get("scoring"),
+        "runs": [asdict(r) for r in runs], "plan": plan,
         "grid2op_version": grid2op.__version__,
     }  # fmt: skip
     _check_config(out / "run_config.json", config)
@@ -555,13 +604,14 @@ def evaluate(
                 / f"ep{p['episode']:04d}_{p['scenario_name']}_seed{p['seed']}.npz"
             )
             tasks.append(EpisodeTask(run, env_spec, p["episode"], p["scenario"], p["scenario_name"], p["seed"],
-                                     str(path), max_steps, danger))  # fmt: skip
+                                     str(path), max_steps, rules))  # fmt: skip
     todo = [t for t in tasks if not Path(t.path).is_file()]
+    shared = {"agents": agent_files}
     if executor is None:
         with Executor(min(workers or default_workers(len(todo)), max(1, len(todo)))) as ex:
-            _play_all(todo, ex, progress)
+            _play_all(todo, ex, progress, shared)
     else:
-        _play_all(todo, executor, progress)
+        _play_all(todo, executor, progress, shared)
 
     loaded = [load_episode(t.path) for t in tasks]
     steps = pd.concat([episode_steps(ep, n_line) for ep in loaded], ignore_index=True)
@@ -577,14 +627,23 @@ def evaluate(
     return EvaluationResult(out, steps, daily, ep_table, summary)
 
 
-def _play_all(tasks: list[EpisodeTask], executor: Executor, progress: bool) -> None:
+def _action_text(path, env) -> str | None:
+    """The content of a reduced action file, checked against ``env`` (None: no file)."""
+    if path is None:
+        return None
+    from distributed_grid2op.actions.file import load_action_file
+
+    return json.dumps(load_action_file(path, env).to_dict(), sort_keys=True)
+
+
+def _play_all(tasks: list[EpisodeTask], executor: Executor, progress: bool, shared=None) -> None:
     """Play the episodes on the executor; the driver writes each one as it completes."""
     from tqdm import tqdm
 
     with tqdm(
         total=len(tasks), desc="episodes", unit="ep", disable=not progress or not tasks
     ) as bar:
-        for task, arrays in executor.imap(play_episode, tasks):
+        for task, arrays in executor.imap(play_episode, tasks, shared):
             write_episode(task.path, arrays)
             bar.update()
 
@@ -651,6 +710,13 @@ class EvaluateConfig(Config):
     top_k: list | None = option(None, "comma-separated K values: each agent also runs with a "
                                 "simulation check of its K most probable actions (0 = the "
                                 "policy alone; default: as saved)", parse=top_k_list)  # fmt: skip
+    reconnect: str | None = option(None, "reconnection rule of every run: safe, first or none "
+                                   "(default: safe for baselines, trained agents their own)",
+                                   choices=("safe", "first", "none"))  # fmt: skip
+    action_set: str | None = option(None, "a reduced action set (actions.json) for the expert")
+    expert_budget: int | None = option(None, "the expert's simulations per decision, nearest "
+                                       "the overloads first (default: every candidate)",
+                                       parse=cli.positive_int)  # fmt: skip
     backend: str = option("lightsim", "power-flow backend", choices=("lightsim", "pandapower"))
     workers: int | None = option(None, "parallel workers", cli=False, results=False)
     ray: str | None = option(None, "Ray address", cli=False, results=False)
@@ -683,7 +749,9 @@ def run_evaluation(config: EvaluateConfig, *, executor: Executor | None = None) 
     try:
         return evaluate(runs, spec, config.out, scenarios=config.scenarios,
                         episodes=config.episodes, seed=config.seed, max_steps=config.max_steps,
-                        danger=config.danger, executor=executor, progress=config.progress)  # fmt: skip
+                        danger=config.danger, executor=executor, progress=config.progress,
+                        reconnect=config.reconnect, action_set=config.action_set,
+                        expert_budget=config.expert_budget)  # fmt: skip
     finally:
         if own:
             executor.close()

@@ -74,10 +74,7 @@ class WorkerContext:
         """The env of ``spec`` in this worker (made on first use, ~1 s on case14)."""
         key = spec.key()
         if key not in self.envs:
-            from distributed_grid2op.envs import quiet_grid2op
-
-            with quiet_grid2op():
-                self.envs[key] = spec.make()
+            self.envs[key] = spec.make()  # make_env silences grid2op's chatter itself
         return self.envs[key]
 
     def close(self) -> None:
@@ -124,8 +121,10 @@ class Executor:
             raise UserError(f"workers must be >= 1, got {workers}")
         if backend is None:
             backend = "serial" if workers == 1 else "processes"
-        if backend == "ray" and backend not in BACKENDS:  # registers itself; imports Ray lazily
-            import distributed_grid2op.execution_ray  # noqa: F401
+        if backend not in BACKENDS and backend in BACKEND_MODULES:  # a plug-in registers itself
+            import importlib
+
+            importlib.import_module(BACKEND_MODULES[backend])
         if backend not in BACKENDS:
             raise UserError(
                 f"unknown executor backend {backend!r}; choose from {', '.join(BACKENDS)}"
@@ -256,7 +255,8 @@ class ProcessBackend:
         return _Worker(p, parent)
 
     def _ensure(self) -> None:
-        self._pool = [w for w in self._pool if w.process.is_alive()]
+        # a dead worker still holding a task stays until its loss is handled (retry)
+        self._pool = [w for w in self._pool if w.process.is_alive() or w.task is not None]
         while len(self._pool) < self.workers:
             self._pool.append(self._start())
 
@@ -293,12 +293,16 @@ class ProcessBackend:
                 busy = [w for w in self._pool if w.task is not None]
                 if not busy:
                     return
-                ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+                wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
                 for w in busy:
-                    if w.conn in ready and w.conn.poll():
+                    try:
+                        readable = w.conn.poll()
+                    except (EOFError, OSError):
+                        readable = False
+                    if readable:
                         try:
                             task_id, ok, value = w.conn.recv()
-                        except (EOFError, OSError):
+                        except (EOFError, OSError):  # died: the pipe closed without an answer
                             self._lost(w, retry, attempts)
                             continue
                         _, task = w.task
@@ -306,7 +310,7 @@ class ProcessBackend:
                         if not ok:
                             raise value
                         yield task, value
-                    elif w.process.sentinel in ready and not w.process.is_alive():
+                    elif not w.process.is_alive():
                         self._lost(w, retry, attempts)
                 self._ensure()
         except BaseException:
@@ -342,6 +346,8 @@ class ProcessBackend:
 
 
 BACKENDS: dict[str, type] = {"serial": SerialBackend, "processes": ProcessBackend}
+#: backends in modules of their own, imported on first use (they import optional extras)
+BACKEND_MODULES: dict[str, str] = {"ray": "distributed_grid2op.execution_ray"}
 
 
 def register_backend(name: str, cls: type) -> None:
@@ -355,10 +361,43 @@ def executor(workers: int = 1, backend: str | None = None, **kwargs) -> Executor
 
 
 def executor_for(workers: int | None = 1, ray: str | None = None, n_tasks: int | None = None):
-    """The executor of the ``--workers`` / ``--ray`` settings (the Python face of
-    `distributed_grid2op.cli.executor_from_args`)."""
-    import argparse
+    """The executor of the ``--workers`` / ``--ray`` settings (what
+    `distributed_grid2op.cli.executor_from_args` builds).
 
-    from distributed_grid2op import cli
+    ``workers=None``: the available CPUs (with Ray on a cluster: the cluster's), capped by
+    ``n_tasks``. ``ray``: None (local processes), ``"local"`` (start a local Ray sized by
+    ``workers``), ``"auto"`` or ``HOST:PORT`` (join that cluster).
+    """
+    if ray is None:
+        return Executor(workers if workers is not None else default_workers(n_tasks))
+    import importlib
 
-    return cli.executor_from_args(argparse.Namespace(workers=workers, ray=ray), n_tasks)
+    plugin = importlib.import_module(BACKEND_MODULES["ray"])
+    local = ray == "local"
+    if workers is None and local:
+        workers = default_workers(n_tasks)
+    plugin.init_ray(None if local else ray, workers)
+    if workers is None:  # a cluster: its CPUs, capped by the tasks
+        cpus = max(1, plugin.cluster_cpus())
+        workers = cpus if n_tasks is None else max(1, min(cpus, int(n_tasks)))
+    return Executor(workers, "ray")
+
+
+def _apply_chunk(ctx, chunk: list, fn) -> list:
+    return [fn(item) for item in chunk]
+
+
+def as_mapper(executor: Executor, tasks_per_worker: int = 4):
+    """A ``map``-like ``mapper(fn, items)`` running on ``executor`` (for code that must not
+    import the execution layer, e.g. `clustering.mutual_info`): ``fn`` (picklable, possibly
+    holding large arrays) crosses to each worker once, the items go in about
+    ``tasks_per_worker`` chunks per worker; results in the order of ``items``."""
+
+    def mapper(fn, items):
+        items = list(items)
+        size = max(1, -(-len(items) // (tasks_per_worker * executor.workers)))
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        for part in executor.map(_apply_chunk, chunks, shared=fn):
+            yield from part
+
+    return mapper

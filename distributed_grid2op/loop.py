@@ -2,7 +2,11 @@
 
 Per grid step the `Controller` (the hierarchical rules) says what happens:
 
-1. reconnect a disconnected line when legal (a `Rule` step);
+1. reconnect a disconnected line when legal (a `Rule` step): with ``reconnect="safe"`` (the
+   default) only if its simulation does not make the max loading worse than doing nothing
+   (or keeps it below the danger threshold), the best such line when several are
+   reconnectable (`grid.safe_reconnect_action`); ``"first"``: the first legal one blindly;
+   ``"none"``: never;
 2. do nothing while max rho < the danger threshold (a `Rule` step, the picker queue empties);
 3. otherwise it is a decision: the CAPA-style picker names a `Turn` (the cluster owning the
    most loaded substation not in cooldown, and that substation), or the whole grid for a
@@ -27,6 +31,7 @@ from distributed_grid2op import grid
 from distributed_grid2op.errors import UserError
 
 DEFAULT_DANGER = 0.9
+RECONNECT_RULES = ("safe", "first", "none")
 #: ``reset(options=...)`` keys passed on to grid2op (others, e.g. from generic tests, are ignored)
 GRID2OP_RESET_KEYS = ("time serie id", "init ts", "max step", "init datetime", "init state")
 
@@ -97,7 +102,11 @@ class Controller:
             no picker, a decision is a `Turn` for the whole grid.
         danger: a decision is due when max rho >= this (``inf``: never).
         rank_by: picker ranking, ``"max"`` or ``"mean"``.
-        reconnect: apply the reconnection rule.
+        reconnect: the reconnection rule: ``"safe"`` (simulated first), ``"first"`` (the first
+            legally reconnectable line, unchecked: the rule before safe reconnection) or
+            ``"none"``; ``True``/``False`` mean ``"first"``/``"none"``.
+        safe_level: safe reconnection accepts a line whose simulated max rho stays below this
+            (or is no worse than doing nothing).
 
     The picker keeps a CAPA queue: when it is empty (or after a safe step) it is refilled
     with the controllable substations in priority order, and each danger step pops the next
@@ -111,7 +120,8 @@ class Controller:
         *,
         danger: float = DEFAULT_DANGER,
         rank_by: str = "max",
-        reconnect: bool = True,
+        reconnect: str | bool = "safe",
+        safe_level: float = DEFAULT_DANGER,
     ):
         if not danger > 0:
             raise UserError(f"danger threshold must be > 0, got {danger}")
@@ -119,7 +129,13 @@ class Controller:
             raise UserError(f"picker must rank by 'max' or 'mean', got {rank_by!r}")
         self.env, self.owner = env, owner
         self.controllable = None if owner is None else sorted(owner)
-        self.danger, self.rank_by, self.reconnect = float(danger), rank_by, bool(reconnect)
+        reconnect = {True: "first", False: "none"}.get(reconnect, reconnect)
+        if reconnect not in RECONNECT_RULES:
+            raise UserError(
+                f"reconnection rule must be one of {', '.join(RECONNECT_RULES)}, got {reconnect!r}"
+            )
+        self.danger, self.rank_by, self.reconnect = float(danger), rank_by, reconnect
+        self.safe_level = float(safe_level)
         self.queue: list[int] = []
 
     def reset(self) -> None:
@@ -127,11 +143,16 @@ class Controller:
 
     def decide(self, obs) -> Rule | Turn:
         """A `Rule` step (reconnection, do-nothing) or the `Turn` of a decision."""
-        if self.reconnect:
+        if self.reconnect == "first":
             lines = grid.reconnectable_lines(obs)
             if lines.size:
                 line = int(lines[0])
                 action = self.env.action_space({"set_line_status": [(line, 1)]})
+                return Rule(action, Decision("reconnect", action_id=line))
+        elif self.reconnect == "safe":
+            action = grid.safe_reconnect_action(self.env.action_space, obs, danger=self.safe_level)
+            if action is not None:
+                line = int(np.flatnonzero(np.asarray(action.line_set_status) == 1)[0])
                 return Rule(action, Decision("reconnect", action_id=line))
         if float(np.max(obs.rho)) < self.danger:
             self.queue = []

@@ -17,22 +17,18 @@ Output folder: ``train_log.csv`` (one row per PPO episode), ``imitation_log.csv`
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import json
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from distributed_grid2op import cli as _cli
 from distributed_grid2op.checkpoints import META_FILE, latest_checkpoint
-from distributed_grid2op.config import Config, option
 from distributed_grid2op.envs import EnvSpec
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.execution import Executor, torch_threads
@@ -459,175 +455,3 @@ class Trainer:
 
 
 __all__ = ["Trainer", "latest_checkpoint", "run_episode", "soft_labels", "META_FILE"]
-
-
-# ---- the training command's configuration and Python API --------------------------------------
-THESIS_SEED = 90566
-
-
-def _split_list(text: str) -> list[str]:
-    from distributed_grid2op.splits import SPLITS
-
-    names = [t.strip() for t in str(text).split(",") if t.strip()]
-    bad = [n for n in names if n not in SPLITS]
-    if not names or bad:
-        raise argparse.ArgumentTypeError(
-            f"unknown split {', '.join(bad) or repr(text)}; choose from {', '.join(SPLITS)}"
-        )
-    return names
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-@dataclass
-class TrainConfig(Config):
-    """Every setting of ``python -m distributed_grid2op.main`` (and of `train`).
-
-    Defaults reproduce the thesis training: seed 90566, ``CloseToOverflowReward``,
-    lightsim2grid, the thesis case14 partition when no factorization is given, pure PPO.
-    """
-
-    env: str = option("l2rpn_case14_sandbox", "bundled env name or env folder")
-    factorization: str | None = option(
-        None, "factorization.json (default: thesis case14 partition)"
-    )
-    centralized: bool = option(False, "one agent for the whole grid (baseline)")
-    complete_obs: bool = option(False, "every cluster agent sees the whole grid")
-    episodes: int = option(
-        200, "training episodes in total", parse=_cli.positive_int, results=False
-    )
-    seed: int = option(THESIS_SEED, "seed (the thesis')", parse=int)
-    thermal_limit_scale: float = option(1.0, "multiply thermal limits (stressed case14: 0.85)",
-                                        parse=_cli.positive_float, metavar="X")  # fmt: skip
-    scenarios: list = option(["train"], "scenario split(s) to train on, comma-separated",
-                             parse=_split_list)  # fmt: skip
-    out: str = option("runs/train", "output folder", results=False)
-    resume: bool = option(False, "continue from the last checkpoint in --out", results=False)
-    checkpoint_every: int = option(20, "episodes between checkpoints", parse=_cli.positive_int,
-                                   results=False)  # fmt: skip
-    episodes_per_update: int = option(4, "episodes per learner update", parse=_cli.positive_int)
-    imitation_episodes: int = option(0, "expert episodes behaviour-cloned first (0: pure RL)",
-                                     parse=_non_negative)  # fmt: skip
-    dagger_rounds: int = option(0, "DAgger rounds after them (policy acts, expert labels)",
-                                parse=_non_negative)  # fmt: skip
-    prune_actions: bool = option(False, "keep only the actions the expert used during imitation")
-    max_start: int = option(0, "start episodes at a random step in [0, N]", parse=_non_negative)
-    danger: float = option(0.9, "act when max rho >= this", parse=_cli.danger_threshold)
-    rank_by: str = option("max", "substation picker ranking", choices=("max", "mean"))
-    top_k: int = option(0, "at evaluation, simulate the K most probable actions and keep the "
-                        "safest (0: the policy alone)", parse=_non_negative)  # fmt: skip
-    action_set: str | None = option(None, "a reduced action set (actions.json of "
-                                    "python -m distributed_grid2op.actions)")  # fmt: skip
-    backend: str = option("lightsim", "power-flow backend", choices=("lightsim", "pandapower"))
-    learner: str = option("ppo", "cluster learner (registry key)")
-    learner_config: dict = option({}, "learner hyper-parameters that differ from its defaults",
-                                  cli=False)  # fmt: skip
-    workers: int = option(1, "parallel workers", cli=False, results=False)
-    ray: str | None = option(None, "Ray address", cli=False, results=False)
-    progress: bool = option(True, "progress bar", results=False)
-
-    def validate(self):
-        from distributed_grid2op.agents.learners import learner_entry
-        from distributed_grid2op.config import coerce_learner_config
-
-        entry = learner_entry(self.learner)
-        self.learner_config = coerce_learner_config(
-            entry, dict(self.learner_config), "learner_config"
-        ).to_dict()
-        defaults = entry.config().to_dict()
-        self.learner_config = {k: v for k, v in self.learner_config.items() if defaults[k] != v}
-        if isinstance(self.scenarios, str):
-            self.scenarios = _split_list(self.scenarios)
-        return self
-
-    @classmethod
-    def from_mapping(cls, mapping: dict, source: str = "config"):
-        """A TOML table; ``learning_rate`` and ``bc_temperature`` at the top level are
-        shortcuts for the learner's fields of those names."""
-        mapping = dict(mapping)
-        shortcuts = {k: mapping.pop(k) for k in ("learning_rate", "bc_temperature") if k in mapping}
-        if shortcuts:
-            mapping["learner_config"] = {**mapping.get("learner_config", {}), **shortcuts}
-        return super().from_mapping(mapping, source)
-
-    def result_options(self) -> dict:
-        """Options that change results; learner fields as ``<learner>_<field>`` (their flags)."""
-        out = super().result_options()
-        hyper = out.pop("learner_config")
-        full = self.learner_hyperparameters().to_dict()
-        out.update({f"{self.learner}_{k}": v for k, v in full.items()})
-        assert set(hyper) <= set(full)
-        return out
-
-    def learner_hyperparameters(self):
-        from distributed_grid2op.agents.learners import learner_entry
-        from distributed_grid2op.config import coerce_learner_config
-
-        return coerce_learner_config(
-            learner_entry(self.learner), self.learner_config, "learner_config"
-        )
-
-
-def train(config: TrainConfig, *, executor: Executor | None = None, run_info: dict | None = None):
-    """Train the agent ``config`` describes; returns the fitted `Trainer` (its agent in
-    ``trainer.agent``, written to ``<out>/final``). The Python face of
-    ``python -m distributed_grid2op.main``."""
-    from grid2op.Reward import CloseToOverflowReward
-
-    from distributed_grid2op.agents import HierarchicalAgent
-    from distributed_grid2op.envs import quiet_grid2op
-    from distributed_grid2op.factorization_file import load_factorization
-    from distributed_grid2op.splits import split_scenarios
-
-    out = ensure_writable_dir(config.out)
-    base = EnvSpec(config.env, backend=config.backend,
-                   thermal_limit_scale=config.thermal_limit_scale, reward=CloseToOverflowReward)  # fmt: skip
-    with quiet_grid2op():
-        probe = base.make()
-        fact = load_factorization(config.factorization, env=probe)
-        action_file = None
-        if config.action_set is not None:
-            from distributed_grid2op.actions.file import load_action_file
-
-            action_file = load_action_file(config.action_set, env=probe)
-        probe.close()
-        n_agents = 1 if config.centralized else len(fact.clusters)
-        spec = EnvSpec(config.env, backend=config.backend,
-                       thermal_limit_scale=config.thermal_limit_scale, reward=CloseToOverflowReward,
-                       params={"MAX_SUB_CHANGED": max(1, n_agents),
-                               "MAX_LINE_STATUS_CHANGED": max(1, n_agents)})  # fmt: skip
-        env = spec.make(config.seed)
-        scenarios = sorted({i for split in config.scenarios for i in split_scenarios(env, split)})
-    agent = HierarchicalAgent(
-        env, fact, centralized=config.centralized, complete_obs=config.complete_obs,
-        danger=config.danger, rank_by=config.rank_by, learner=config.learner,
-        config=config.learner_hyperparameters(), top_k=config.top_k, seed=config.seed,
-        spec=spec, action_file=action_file,
-    )  # fmt: skip
-    info = {**(run_info or {}), "config": config.to_dict(), "env_spec": spec.to_dict(),
-            "split": ",".join(config.scenarios)}  # fmt: skip
-    own = executor is None
-    if own:
-        from distributed_grid2op.execution import executor_for
-
-        executor = executor_for(config.workers, config.ray)
-    try:
-        trainer = Trainer(agent, out, spec=spec, scenarios=scenarios, seed=config.seed,
-                          episodes_per_update=config.episodes_per_update,
-                          checkpoint_every=config.checkpoint_every,
-                          imitation_episodes=config.imitation_episodes,
-                          dagger_rounds=config.dagger_rounds, prune_actions=config.prune_actions,
-                          max_start=config.max_start, executor=executor, resume=config.resume,
-                          progress=config.progress, run_info=info,
-                          resume_check=config.result_options())  # fmt: skip
-        with quiet_grid2op():
-            trainer.fit(config.episodes)
-    finally:
-        if own:
-            executor.close()
-    return trainer

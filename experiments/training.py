@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from distributed_grid2op.evaluation import EvaluateConfig, run_evaluation
+from distributed_grid2op.main import TrainConfig, train
 from distributed_grid2op.plots import plot_learning, plot_survival
 from distributed_grid2op.scenarios.__main__ import main as scenarios_main
-from distributed_grid2op.training import TrainConfig, train
 from experiments._argv import to_argv
 from experiments.runs import Run, markdown_table
 

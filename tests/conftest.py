@@ -29,3 +29,29 @@ def case14_env():
     env = make_env("l2rpn_case14_sandbox", seed=0)
     yield env
     env.close()
+
+
+#: the standard stressed case14 setting ("case14-stress"): thermal limits x 0.85, the
+#: training reward, parameters that let two cluster agents act in the same step
+CASE14_STRESS = dict(
+    thermal_limit_scale=0.85,
+    params={"MAX_SUB_CHANGED": 2, "MAX_LINE_STATUS_CHANGED": 2},
+)
+
+
+@pytest.fixture(scope="session")
+def case14_stress_spec():
+    """`EnvSpec` of case14-stress (thermal limits x 0.85, ``CloseToOverflowReward``)."""
+    from grid2op.Reward import CloseToOverflowReward
+
+    from distributed_grid2op.envs import EnvSpec
+
+    return EnvSpec("l2rpn_case14_sandbox", reward=CloseToOverflowReward, **CASE14_STRESS)
+
+
+@pytest.fixture(scope="session")
+def case14_stress_env(case14_stress_spec):
+    """case14-stress made once per test process; do not close it in tests."""
+    env = case14_stress_spec.make(0)
+    yield env
+    env.close()

@@ -128,7 +128,9 @@ def test_picker_order_on_crafted_observation(env, dec):
 
     ctl = Controller(env, dec.owner)
     safe = ctl.decide(_Obs(env, np.full(env.n_line, 0.5)))
-    assert isinstance(safe, Rule) and safe.decision.agent == "" and safe.action == env.action_space()
+    assert (
+        isinstance(safe, Rule) and safe.decision.agent == "" and safe.action == env.action_space()
+    )
     picks = [ctl.decide(_Obs(env, rho)).substation for _ in range(len(order))]
     assert picks == order  # CAPA queue: each substation in turn
     cooldown = np.zeros(env.n_sub, dtype=int)
@@ -142,10 +144,44 @@ def test_picker_order_on_crafted_observation(env, dec):
 def test_reconnection_comes_first(env, dec):
     status = np.ones(env.n_line, dtype=bool)
     status[4] = False
-    ctl = Controller(env, dec.owner)
+    ctl = Controller(env, dec.owner, reconnect="first")
     rule = ctl.decide(_Obs(env, np.full(env.n_line, 1.2), line_status=status))
     assert isinstance(rule, Rule) and rule.decision.agent == "reconnect"
     assert rule.decision.action_id == 4 and rule.action.line_set_status[4] == 1
+
+
+class _SimObs(_Obs):
+    """A crafted observation whose simulation gives a fixed max rho per reconnected line."""
+
+    def __init__(self, env, rho, line_status, after):
+        super().__init__(env, rho, line_status=line_status)
+        self.after = after  # line -> simulated max rho (None: do-nothing)
+
+    def simulate(self, action):
+        changed = np.flatnonzero(np.asarray(action.line_set_status) == 1)
+        rho = self.after[int(changed[0]) if changed.size else None]
+        return _Obs(self._env, np.full(len(self.rho), rho)), 0.0, False, {}
+
+
+def test_safe_reconnection_simulates_first(env, dec):
+    status = np.ones(env.n_line, dtype=bool)
+    status[[4, 7]] = False
+    rho = np.full(env.n_line, 0.95)
+
+    def obs(after):
+        o = _SimObs(env, rho, status, after)
+        o._env = env
+        return o
+
+    ctl = Controller(env, dec.owner, reconnect="safe")
+    # both reconnections overload more than doing nothing: refused, the danger turn comes
+    assert isinstance(ctl.decide(obs({None: 0.95, 4: 1.3, 7: 1.1})), Turn)
+    # one is harmless: the best one is reconnected
+    rule = ctl.decide(obs({None: 0.95, 4: 0.97, 7: 0.93}))
+    assert isinstance(rule, Rule) and rule.decision.action_id == 7
+    assert Controller(env, dec.owner, reconnect="none").decide(obs({None: 0.95})) is not None
+    with pytest.raises(UserError, match="reconnection rule"):
+        Controller(env, dec.owner, reconnect="always")
 
 
 def test_pettingzoo_api(env, dec):

@@ -115,7 +115,7 @@ def test_corrupted_chronic_file_is_one_error(corrupted_envs, tmp_path, kind, nee
 
 
 def test_chronic_file_problem_names_the_row(corrupted_envs):
-    from distributed_grid2op.envs import find_bad_chronic_file
+    from distributed_grid2op.chronics import find_bad_chronic_file
 
     path, problem = find_bad_chronic_file(corrupted_envs["value"])
     assert path.name == "load_q.csv.bz2" and "'abc'" in problem and "row 4" in problem

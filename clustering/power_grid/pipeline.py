@@ -23,7 +23,7 @@ from clustering.mutual_info import resolve_k
 from clustering.power_grid.collect import CollectSettings, Transitions, collect, cpu_count
 from distributed_grid2op.envs import EnvSpec, env_metadata, make_env, n_scenarios, quiet_grid2op
 from distributed_grid2op.errors import UserError
-from distributed_grid2op.io import ensure_writable_dir, write_json, write_text
+from distributed_grid2op.io import atomic_path, ensure_writable_dir, write_json, write_text
 
 DEFAULT_ENV = "l2rpn_case14_sandbox"
 #: Below this many transitions a substation's MI column is mostly noise (k = N/20 < 50).
@@ -92,12 +92,18 @@ class PipelineConfig:
 
 
 def mi_columns(
-    data: dict[int, Transitions], n_line: int, n_sub: int, cfg: PipelineConfig, label="mi"
+    data: dict[int, Transitions],
+    n_line: int,
+    n_sub: int,
+    cfg: PipelineConfig,
+    label="mi",
+    mapper=None,
 ):
     """MI of every recorded state variable with each substation's action, and its null.
 
     Returns (mi, shuffled_mi, unbiased_mi) of shape (n_vars, n_sub); columns of substations
-    without data stay 0. The null is the mean over ``n_permutations`` shuffles.
+    without data stay 0. The null is the mean over ``n_permutations`` shuffles. ``mapper``:
+    where the column pairs run (`execution.as_mapper` of an executor; default: threads).
     """
     from clustering.mutual_info import mi_matrix, permutation_null
 
@@ -121,11 +127,17 @@ def mi_columns(
             except ValueError:
                 continue  # too few samples for this k: column left at 0 (reported)
             x, a = d.next_state.astype(np.float64), d.action[:, None]
-            mi[:, s] = mi_matrix(x, a, k=cfg.k, n_jobs=jobs)[:, 0]
+            mi[:, s] = mi_matrix(x, a, k=cfg.k, n_jobs=jobs, mapper=mapper)[:, 0]
             if bar is not None:
                 bar.update(1)
             res = permutation_null(
-                x, a, k=cfg.k, n_permutations=cfg.n_permutations, seed=cfg.seed + s, n_jobs=jobs
+                x,
+                a,
+                k=cfg.k,
+                n_permutations=cfg.n_permutations,
+                seed=cfg.seed + s,
+                n_jobs=jobs,
+                mapper=mapper,
             )
             null[:, s] = res.mean[:, 0]
             if bar is not None:
@@ -410,11 +422,18 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
     used = {s: d.drop_terminal() for s, d in data.items()} if cfg.drop_terminal else data
 
     n_line, n_sub = int(env.n_line), int(env.n_sub)
+    # MI pairs: local threads (the kernels release the GIL, no data shipped); on a cluster,
+    # the executor's workers (the data crosses once per worker and call)
+    mapper = None
+    if executor is not None and executor.backend_name not in ("serial", "processes"):
+        from distributed_grid2op.execution import as_mapper
+
+        mapper = as_mapper(executor)
     with timer("mutual information + null"):
-        mi, shuffled, unbiased = mi_columns(used, n_line, n_sub, cfg)
-    np.save(out / "mi.npy", mi)
-    np.save(out / "shuffled_mi.npy", shuffled)
-    np.save(out / "unbiased_mi.npy", unbiased)
+        mi, shuffled, unbiased = mi_columns(used, n_line, n_sub, cfg, mapper=mapper)
+    for name, matrix in (("mi", mi), ("shuffled_mi", shuffled), ("unbiased_mi", unbiased)):
+        with atomic_path(out / f"{name}.npy", suffix=".npy") as tmp:
+            np.save(tmp, matrix)
     rows_are_lines = list(cfg.attributes) == ["rho"]
     columns = [s for s in subs if np.any(mi[:, s] != 0)]
     if len(columns) < 2:

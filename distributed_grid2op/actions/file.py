@@ -115,6 +115,25 @@ class ActionFile:
         keep = {int(s) for s in subs}
         return [i for i, s in enumerate(self.substations) if int(s) in keep]
 
+    def grid2op_actions(self, env, substation: int) -> list:
+        """The grid2op actions of one substation (file order); what an action set of a
+        cluster takes instead of every unitary topology of that substation."""
+        return self.to_grid2op(env.action_space, self.for_substations([substation]))
+
+    def to_dict(self) -> dict:
+        """The file's content (without timings): agents embed it in their metadata, so a
+        saved agent carries its action set."""
+        return {
+            "format": self.format,
+            "env": self.env,
+            "grid": dict(self.grid),
+            "scoring": dict(self.scoring),
+            "actions": [
+                {"substation": int(s), "set_bus": v.astype(int).tolist(), "score": dict(sc)}
+                for s, v, sc in zip(self.substations, self.set_bus, self.scores)
+            ],
+        }
+
 
 def load_action_file(path, env=None) -> ActionFile:
     """Read and validate ``actions.json``; with ``env``, check it describes the env's grid.
@@ -139,6 +158,12 @@ def load_action_file(path, env=None) -> ActionFile:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{name}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+    return parse_action_file(doc, env, source=name)
+
+
+def parse_action_file(doc, env=None, source: str = "<memory>") -> ActionFile:
+    """An `ActionFile` from the parsed JSON ``doc`` (validated; `UserError` naming ``source``)."""
+    name = source
     _validate(doc, name)
     if env is not None:
         check_grid(doc["grid"], env, name)

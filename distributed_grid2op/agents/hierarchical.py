@@ -76,6 +76,7 @@ class HierarchicalAgent(LoopAgent):
             (`scoring`). 0 (default): the pure learned policy. Off in training.
         spec: the `EnvSpec` the env was made from (recorded in the metadata).
         action_file: a reduced action set (``actions.json``) for the clusters.
+        reconnect: the reconnection rule (`loop.Controller`: ``"safe"``, ``"first"``, ``"none"``).
 
     After each `act`, ``last_decision`` is ``{"agent", "action_id", "substation"}``.
     """
@@ -95,6 +96,7 @@ class HierarchicalAgent(LoopAgent):
         top_k: int = 0,
         spec=None,
         action_file=None,
+        reconnect: str = "safe",
     ):
         if factorization is None or isinstance(factorization, str | Path):
             factorization = load_factorization(factorization, env=env)
@@ -104,7 +106,7 @@ class HierarchicalAgent(LoopAgent):
         self.factorization = factorization
         self.centralized, self.complete_obs = bool(centralized), bool(complete_obs)
         self.danger, self.rank_by, self.seed = float(danger), rank_by, int(seed)
-        self.top_k = int(top_k)
+        self.top_k, self.reconnect = int(top_k), reconnect
         self.kept_actions: list[list[int]] | None = None  # action-set pruning (see `prune`)
         self.learner_name = learner
         self.config = config or learner_entry(learner).config()
@@ -112,10 +114,7 @@ class HierarchicalAgent(LoopAgent):
         self.decomposition = Decomposition(
             env, factorization, complete_obs=complete_obs, action_file=action_file
         )
-        super().__init__(
-            env.action_space,
-            Controller(env, self.decomposition.owner, danger=danger, rank_by=rank_by),
-        )
+        super().__init__(env.action_space, self._controller())
         seeds = child_seeds(seed, len(self.decomposition.clusters))
         self.learners = [
             make_learner(learner, c.n_features, c.action_set, self.config, seed=s)
@@ -124,12 +123,17 @@ class HierarchicalAgent(LoopAgent):
         self.env_meta = {**env_metadata(env, spec), **grid_signature(env),
                          "thermal_limit": thermal_limits(env)}  # fmt: skip
 
-    def set_danger(self, danger: float) -> HierarchicalAgent:
-        """Act from another danger threshold (evaluation's ``--danger``)."""
-        self.danger = float(danger)
-        self.controller = Controller(
-            self.env, self.decomposition.owner, danger=danger, rank_by=self.rank_by
-        )
+    def _controller(self) -> Controller:
+        return Controller(self.env, self.decomposition.owner, danger=self.danger,
+                          rank_by=self.rank_by, reconnect=self.reconnect)  # fmt: skip
+
+    def set_rules(self, danger: float | None = None, reconnect: str | None = None):
+        """Act from another danger threshold or reconnection rule (evaluation's options)."""
+        if danger is not None:
+            self.danger = float(danger)
+        if reconnect is not None:
+            self.reconnect = reconnect
+        self.controller = self._controller()
         return self
 
     # ---- the decision at a turn ---------------------------------------------------------
@@ -209,6 +213,7 @@ class HierarchicalAgent(LoopAgent):
             "action_file": None if self.action_file is None else self.action_file.to_dict(),
             "danger": self.danger,
             "rank_by": self.rank_by,
+            "reconnect": self.reconnect,
             "seed": self.seed,
             "top_k": self.top_k,
             "kept_actions": self.kept_actions,
@@ -245,13 +250,20 @@ class HierarchicalAgent(LoopAgent):
         """Load the learners' states of the agent saved in ``folder``; `UserError` if unreadable."""
         path = Path(folder) / WEIGHTS_FILE
         try:
-            states = torch.load(path, weights_only=False)
+            raw = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise UserError(f"{path}: missing agent weights") from exc
+        return self.load_weight_bytes(raw, source=str(path))
+
+    def load_weight_bytes(self, raw: bytes, source: str = WEIGHTS_FILE) -> HierarchicalAgent:
+        """Load the learners' states from the bytes of a ``weights.pt``; `UserError` if corrupt."""
+        path = source
+        try:
+            states = torch.load(io.BytesIO(raw), weights_only=False)
             if not isinstance(states, list) or len(states) != len(self.learners):
                 raise ValueError(f"{len(self.learners)} learner states expected")
             for learner, state in zip(self.learners, states):
                 learner.load_state_dict(state)
-        except FileNotFoundError as exc:
-            raise UserError(f"{path}: missing agent weights") from exc
         except (RuntimeError, ValueError, KeyError, TypeError, EOFError, pickle.UnpicklingError,
                 zipfile.BadZipFile, AttributeError) as exc:  # fmt: skip
             raise UserError(f"{path}: corrupted or incompatible agent weights ({exc})") from exc
@@ -272,8 +284,18 @@ def read_metadata(folder) -> dict:
     """``agent.json`` of an agent folder, validated; `UserError` if unreadable."""
     path = Path(folder) / META_FILE
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: unreadable agent metadata ({exc})") from exc
+    return parse_metadata(raw, str(path))
+
+
+def parse_metadata(raw: bytes, source: str = META_FILE) -> dict:
+    """The validated content of an ``agent.json`` (bytes); `UserError` naming ``source``."""
+    path = source
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: unreadable agent metadata ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
         raise UserError(f"{path}: not an agent checkpoint of format {READABLE_FORMATS}")
@@ -309,6 +331,7 @@ def agent_from_metadata(meta: dict, env, source: str = "<memory>") -> Hierarchic
             seed=int(meta["seed"]),
             top_k=int(meta.get("top_k", 0)),
             action_file=action_file,
+            reconnect=meta.get("reconnect", "first"),  # agents saved before safe reconnection
         )
     except (TypeError, KeyError, ValueError) as exc:
         if isinstance(exc, UserError):
@@ -319,6 +342,19 @@ def agent_from_metadata(meta: dict, env, source: str = "<memory>") -> Hierarchic
     return agent
 
 
+def read_agent_files(path) -> tuple[dict[str, bytes], Path]:
+    """The files of the agent in ``path`` (see `load_agent`) as bytes, and its folder: what a
+    worker on another machine receives instead of a path."""
+    ckpt = find_agent(path)
+    files = {}
+    for name in (META_FILE, WEIGHTS_FILE):
+        try:
+            files[name] = (ckpt / name).read_bytes()
+        except OSError as exc:
+            raise UserError(f"{ckpt / name}: cannot read the agent ({exc.strerror})") from exc
+    return files, ckpt
+
+
 def load_agent(path, env) -> HierarchicalAgent:
     """Load the agent in ``path``: a checkpoint folder, or a training output folder (its
     ``final/`` checkpoint, else the latest of ``checkpoints/``).
@@ -326,10 +362,18 @@ def load_agent(path, env) -> HierarchicalAgent:
     Raises `UserError` when there is no checkpoint, it is unreadable, or it was made for
     another grid. Other thermal limits than the agent was trained with only warn
     (evaluating on the unmodified setting is legitimate); the check compares the limits
-    recorded in the agent with ``env.get_thermal_limit()``, so it holds for any env.
+    recorded in the agent with the env's, so it holds for any env.
     """
-    ckpt = find_agent(path)
-    meta = read_metadata(ckpt)
+    files, ckpt = read_agent_files(path)
+    agent = agent_from_files(files, env, source=str(ckpt))
+    agent.checkpoint_ = ckpt
+    return agent
+
+
+def agent_from_files(files: dict[str, bytes], env, source: str = "<memory>") -> HierarchicalAgent:
+    """The agent of an agent folder's files (`read_agent_files`), checked against ``env``."""
+    ckpt = source
+    meta = parse_metadata(files[META_FILE], f"{source}/{META_FILE}")
     saved, here = meta["env"], grid_signature(env)
     for key, value in here.items():
         if saved.get(key) != value:
@@ -356,7 +400,6 @@ def load_agent(path, env) -> HierarchicalAgent:
         raise UserError(
             f"{ckpt}: observation or action sizes differ from this env's (another grid2op version?)"
         )
-    agent.load_weights(ckpt)
+    agent.load_weight_bytes(files[WEIGHTS_FILE], source=f"{source}/{WEIGHTS_FILE}")
     agent.env_meta = dict(saved)
-    agent.checkpoint_ = ckpt
     return agent
