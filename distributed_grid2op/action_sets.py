@@ -64,6 +64,8 @@ class TopologyActionSet(ActionSet):
     def from_env(cls, env, substations, action_file=None) -> TopologyActionSet:
         """Do-nothing plus, per substation, every unitary topology (grid2op's enumeration) or
         the topologies a reduced action file (`distributed_grid2op.actions`) keeps for it."""
+        if action_file is None:
+            check_enumerable(env, substations)
         actions, owner = [env.action_space()], [-1]
         for s in substations:
             topo = (
@@ -101,6 +103,23 @@ class TopologyActionSet(ActionSet):
         subs, counts = np.unique(self.substations[1:], return_counts=True)
         return {"kind": self.kind, "size": self.n,
                 "per_substation": {int(s): int(c) for s, c in zip(subs, counts)}}  # fmt: skip
+
+
+#: unitary topologies of an action set beyond which the full enumeration is refused
+MAX_ENUMERATED = 20_000
+
+
+def check_enumerable(env, substations) -> None:
+    """`UserError` pointing at the reduction command when every unitary topology of
+    ``substations`` is too many to enumerate and simulate (the 118-bus grids: 72 814)."""
+    sizes = np.asarray(env.sub_info)[list(substations)]
+    bound = int(np.sum(2.0 ** (sizes - 1)))  # grid2op's unitary set-bus count is below this
+    if bound > MAX_ENUMERATED:
+        raise UserError(
+            f"up to {bound} unitary topologies on {len(sizes)} substations: too many to "
+            "enumerate; reduce them first with `python -m distributed_grid2op.actions --env ... "
+            "--out actions.json` and pass --action-set actions.json"
+        )
 
 
 #: action-set kinds by name (a new kind: one class + one entry)

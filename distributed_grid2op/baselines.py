@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from distributed_grid2op.action_sets import check_enumerable
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.grid import controllable_substations, unitary_topologies
 from distributed_grid2op.loop import DEFAULT_DANGER, Controller, Decision, LoopAgent, Turn
@@ -120,37 +121,22 @@ class GreedyExpert(LoopAgent):
             best, n_sim = greedy_search(observation, self.candidates_, self.candidate_subs_,
                                         self.env, budget=self.budget, danger=self.danger)  # fmt: skip
             self.n_simulations_ += n_sim
-            return self._choice(best)
+            return self._choice(best, n_sim)
         free = np.asarray(observation.time_before_cooldown_sub)[self.candidate_subs_] == 0
         scores = np.full(1 + len(self.candidates_), np.inf)
         scores[0] = simulated_max_rho(observation, self.action_space({}))
         for i in np.flatnonzero(free):
             scores[1 + i] = simulated_max_rho(observation, self.candidates_[i])
-        self.n_simulations_ += 1 + int(free.sum())
-        return self._choice(best_index(scores, default=0, tie=0.0) - 1)
+        n_sim = 1 + int(free.sum())
+        self.n_simulations_ += n_sim
+        return self._choice(best_index(scores, default=0, tie=0.0) - 1, n_sim)
 
-    def _choice(self, best: int):
+    def _choice(self, best: int, n_sim: int):
         if best < 0:
-            return self.action_space({}), Decision("expert")
+            return self.action_space({}), Decision("expert", simulations=n_sim)
         sub = int(self.candidate_subs_[best])
-        return self.candidates_[best], Decision("expert", action_id=int(best), substation=sub)
-
-
-#: unitary topologies per decision beyond which the full enumeration is refused
-MAX_ENUMERATED = 20_000
-
-
-def check_enumerable(env, substations) -> None:
-    """`UserError` pointing at the reduction command when every unitary topology of
-    ``substations`` is too many to enumerate and simulate (the 118-bus grids: 72 814)."""
-    sizes = np.asarray(env.sub_info)[list(substations)]
-    bound = int(np.sum(2.0 ** (sizes - 1)))  # grid2op's unitary set-bus count is below this
-    if bound > MAX_ENUMERATED:
-        raise UserError(
-            f"up to {bound} unitary topologies on {len(sizes)} substations: too many to "
-            "enumerate; reduce them first with `python -m distributed_grid2op.actions --env ... "
-            "--out actions.json` and pass --action-set actions.json"
-        )
+        decision = Decision("expert", action_id=int(best), substation=sub, simulations=n_sim)
+        return self.candidates_[best], decision
 
 
 def make_baseline(

@@ -77,13 +77,14 @@ DAILY_COLUMNS = [
 EPISODE_COLUMNS = [
     "run", "episode", "scenario", "scenario_name", "seed", "max_steps", "survived_steps",
     "survived_fraction", "completed", "safe_steps", "total_reward", "decisions", "actions",
-    "illegal_actions", "game_over_cause", "decision_ms_mean", "decision_ms_per_decision",
+    "illegal_actions", "game_over_cause", "simulations_per_decision", "decision_ms_mean",
+    "decision_ms_per_decision",
 ]  # fmt: skip
 RUN_COLUMNS = [
     "run", "episodes", "survived_steps_mean", "survived_steps_std", "survived_fraction_mean",
     "survived_fraction_std", "completed_fraction", "safe_steps_mean", "total_reward_mean",
     "decisions_mean", "actions_mean", "illegal_actions", "score", "score_vs_reconnect",
-    "decision_ms_mean", "decision_ms_per_decision", "game_over_causes",
+    "simulations_per_decision", "decision_ms_mean", "decision_ms_per_decision", "game_over_causes",
 ]  # fmt: skip
 TIMING_COLUMNS = ("decision_ms_mean", "decision_ms_per_decision")
 
@@ -244,7 +245,7 @@ def _timestamp(obs) -> dt.datetime:
 
 
 ROW_KEYS = ("rho", "line_status", "topo", "reward", "illegal", "ambiguous", "agent", "action_id",
-            "substation", "decision_ms", "losses_mw", "minutes", "datetime")  # fmt: skip
+            "substation", "simulations", "decision_ms", "losses_mw", "minutes", "datetime")  # fmt: skip
 
 
 def play_episode(ctx, task: EpisodeTask, shared=None) -> dict:
@@ -293,6 +294,7 @@ def play_episode(ctx, task: EpisodeTask, shared=None) -> dict:
             rows["agent"].append(str(d.agent))
             rows["action_id"].append(int(d.action_id))
             rows["substation"].append(int(d.substation))
+            rows["simulations"].append(int(d.simulations))
             rows["decision_ms"].append(step.ms)
 
         loop = DecisionLoop(env, agent.controller, observer=record)
@@ -436,6 +438,10 @@ def episode_summary(ep: dict, danger: float = DANGER) -> dict:
         "total_reward": float(np.sum(ep["reward"])), "decisions": int(decided.sum()),
         "actions": int(np.sum(np.asarray(ep["action_id"]) >= 0)),
         "illegal_actions": int(np.sum(ep["illegal"])), "game_over_cause": m["game_over_cause"],
+        "simulations_per_decision": (
+            float(np.sum(ep["simulations"])) / max(1, int(decided.sum())) if "simulations" in ep
+            else float("nan")
+        ),
         "decision_ms_mean": float(ms.mean()) if ms.size else float("nan"),
         "decision_ms_per_decision": float(ms[decided].mean()) if decided.any() else float("nan"),
     }  # fmt: skip
@@ -481,6 +487,9 @@ def summarize_runs(episodes: pd.DataFrame) -> pd.DataFrame:
                 "illegal_actions": int(e["illegal_actions"].sum()),
                 "score": _score(episodes, run, "do-nothing"),
                 "score_vs_reconnect": _score(episodes, run, "reconnect"),
+                "simulations_per_decision": _weighted_ms(
+                    e, "simulations_per_decision", "decisions"
+                ),
                 "decision_ms_mean": _weighted_ms(e, "decision_ms_mean", "survived_steps"),
                 "decision_ms_per_decision": _weighted_ms(
                     e, "decision_ms_per_decision", "decisions"
@@ -654,7 +663,8 @@ def format_summary(runs: pd.DataFrame) -> str:
         "run": "run", "episodes": "eps", "survived_fraction_mean": "survived",
         "survived_fraction_std": "+-", "completed_fraction": "completed",
         "safe_steps_mean": "safe_steps", "decisions_mean": "decisions",
-        "decision_ms_per_decision": "ms/decision", "score": "score",
+        "simulations_per_decision": "sims/decision", "decision_ms_per_decision": "ms/decision",
+        "score": "score",
         "score_vs_reconnect": "score_vs_rc", "game_over_causes": "game_overs",
     }  # fmt: skip
     t = runs[list(cols)].rename(columns=cols)

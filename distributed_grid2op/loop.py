@@ -43,7 +43,8 @@ class Decision:
 
     ``agent`` is ``""`` when nothing was decided (a safe step), ``"reconnect"`` for the
     reconnection rule (``action_id`` = the line), else the deciding agent (a cluster name,
-    ``"expert"``); ``action_id`` indexes that agent's action set (-1: none).
+    ``"expert"``); ``action_id`` indexes that agent's action set (-1: none); ``simulations``
+    counts the ``obs.simulate`` calls the decision took.
     """
 
     agent: str = ""
@@ -54,6 +55,7 @@ class Decision:
     mask: np.ndarray | None = field(default=None, repr=False)
     logp: float = 0.0
     value: float = 0.0
+    simulations: int = 0  # obs.simulate calls made to decide
 
     def record(self) -> dict:
         """The three fields written to step metrics."""

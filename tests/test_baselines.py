@@ -93,3 +93,37 @@ def test_make_baseline_names(case5_env):
     assert kinds == {"do-nothing": DoNothing, "reconnect": Reconnect, "expert": GreedyExpert}
     with pytest.raises(UserError, match="unknown baseline"):
         make_baseline("random", case5_env)
+
+
+def test_budgeted_expert_over_a_reduced_set(stressed_case5, tmp_path):
+    """A reduced action file replaces the full enumeration; the budget bounds the simulations
+    of every decision, and each decision reports how many it took."""
+    from distributed_grid2op.actions.file import grid_summary, load_action_file, write_action_file
+    from distributed_grid2op.grid import substation_topology
+
+    env = stressed_case5
+    obs = _danger_obs(env)
+    subs = controllable_substations(env)
+    full = GreedyExpert(env.action_space, env)
+    records = [{"substation": int(s), "set_bus": substation_topology(a, s, env).tolist()}
+               for s, a in zip(full.candidate_subs_, full.candidates_)][::2]  # fmt: skip
+    path = write_action_file(tmp_path / "a.json", env_name="rte_case5_example",
+                             grid=grid_summary(env), scoring={"seed": 0}, actions=records)  # fmt: skip
+    reduced = GreedyExpert(env.action_space, env, action_file=load_action_file(path, env), budget=3)
+    assert len(reduced.candidates_) == len(records) < len(full.candidates_)
+    assert set(reduced.candidate_subs_) <= set(subs)
+    _, decision = reduced.predict(obs)
+    assert decision.agent == "expert" and 1 <= decision.simulations <= 3
+    assert reduced.n_simulations_ == decision.simulations
+    _, unbounded = full.predict(obs)
+    assert unbounded.simulations == len(full.candidates_) + 1
+
+
+def test_full_enumeration_is_refused_on_118_bus_grids():
+    from distributed_grid2op.action_sets import check_enumerable
+    from distributed_grid2op.envs import make_env
+
+    env = make_env("l2rpn_idf_2023")
+    with pytest.raises(UserError, match="python -m distributed_grid2op.actions"):
+        check_enumerable(env, controllable_substations(env))
+    env.close()

@@ -108,8 +108,10 @@ def test_run_summary_means_stds_scores_and_causes():
                          "survived_fraction": s / 10, "completed": int(s == 10), "safe_steps": s,
                          "total_reward": float(s), "decisions": 2, "actions": 1, "illegal_actions": 0,
                          "game_over_cause": "" if s == 10 else "BackendError",
+                         "simulations_per_decision": 3.0 if name == "agent" else float("nan"),
                          "decision_ms_mean": 1.0, "decision_ms_per_decision": 5.0})  # fmt: skip
     out = summarize_runs(pd.DataFrame(rows)).set_index("run")
+    assert out.loc["agent", "simulations_per_decision"] == 3.0
     assert list(out.reset_index().columns) == RUN_COLUMNS
     assert out.loc["agent", "survived_steps_mean"] == 8.0
     assert out.loc["agent", "survived_steps_std"] == 2.0  # population std

@@ -144,9 +144,10 @@ class HierarchicalAgent(LoopAgent):
         cv = self.decomposition.clusters[i]
         x, mask = cv.features(observation.to_vect(), sub), self.action_mask(i, sub)
         a, logp, value = self.learners[i].act(x, mask, rng=rng, deterministic=deterministic)
+        n_sim = 0
         if deterministic and self.top_k > 0:
-            a = self._top_k_choice(observation, i, x, mask)
-        decision = Decision(cv.name, int(a), sub, i, x, mask, float(logp), float(value))
+            a, n_sim = self._top_k_choice(observation, i, x, mask)
+        decision = Decision(cv.name, int(a), sub, i, x, mask, float(logp), float(value), n_sim)
         return cv.action_set.to_grid2op(a), decision
 
     def action_mask(self, cluster: int, substation: int) -> np.ndarray:
@@ -166,15 +167,16 @@ class HierarchicalAgent(LoopAgent):
         self.kept_actions = kept_actions
         return self
 
-    def _top_k_choice(self, observation, cluster: int, x, mask) -> int:
+    def _top_k_choice(self, observation, cluster: int, x, mask) -> tuple[int, int]:
         """Do-nothing and the ``top_k`` most probable legal actions, simulated: the lowest max
-        rho wins (do-nothing first on ties); failed simulations are never chosen."""
+        rho wins (do-nothing first on ties); failed simulations are never chosen. Returns the
+        choice and the number of simulations."""
         cv = self.decomposition.clusters[cluster]
         probs = self.learners[cluster].probabilities(x, mask)
         ranked = [int(a) for a in np.argsort(-probs, kind="stable") if mask[a]][: self.top_k]
         order = [0] + [a for a in ranked if a != 0]
         scores = score_actions(observation, cv.actions, order)
-        return order[best_index(scores[order], default=0)]
+        return order[best_index(scores[order], default=0)], len(order)
 
     def expert_scores(self, observation, cluster: int, substation: int) -> np.ndarray:
         """Simulated max rho after each action of the cluster's set on ``substation`` (and
