@@ -87,6 +87,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def unit_float(text: str) -> float:
     """argparse type: a float in [0, 1] (quantiles, thresholds)."""
     value = float(text)

@@ -25,7 +25,8 @@ from distributed_grid2op.errors import UserError
 
 
 def option(default: Any = None, help: str = "", *, parse=None, choices=None, cli: bool = True,
-           metavar: str | None = None, results: bool = True, nargs=None):  # fmt: skip
+           metavar: str | None = None, results: bool = True, nargs=None,
+           required: bool = False):  # fmt: skip
     """A config field.
 
     Args:
@@ -39,9 +40,10 @@ def option(default: Any = None, help: str = "", *, parse=None, choices=None, cli
         results: the field changes results (a resumed run must keep it; ``--workers``,
             progress bars and output paths do not).
         nargs: argparse ``nargs`` (a list given as several words, e.g. ``--agents A B``).
+        required: the option must be given (CLI and tables).
     """
     meta = {"help": help, "parse": parse, "choices": choices, "cli": cli, "metavar": metavar,
-            "results": results, "nargs": nargs}  # fmt: skip
+            "results": results, "nargs": nargs, "required": required}  # fmt: skip
     if isinstance(default, list | dict):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -88,6 +90,8 @@ class Config:
                                         help=m["help"])  # fmt: skip
                 continue
             extra = {"nargs": m["nargs"]} if m.get("nargs") else {}
+            if m.get("required"):
+                extra["required"] = True
             parser.add_argument(_flag(f.name), dest=f.name, type=m.get("parse"),
                                 choices=m.get("choices"), default=default, metavar=m.get("metavar"),
                                 help=f"{m['help']} (default: {default})", **extra)  # fmt: skip
@@ -110,6 +114,11 @@ class Config:
                 f"{source}: unknown option(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(known))}"
             )
+        missing = sorted(
+            k for k, f in known.items() if f.metadata.get("required") and k not in mapping
+        )
+        if missing:
+            raise UserError(f"{source}: missing option(s) {', '.join(missing)}")
         values = {}
         for key, value in mapping.items():
             values[key] = _convert(known[key], value, f"{source}: {key}")

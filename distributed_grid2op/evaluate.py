@@ -11,34 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from distributed_grid2op import cli
-from distributed_grid2op.baselines import BASELINES
 from distributed_grid2op.cli import ArgumentParser, run
 
 PROG = "python -m distributed_grid2op.evaluate"
-
-
-def _baseline_list(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip() and n.strip() != "none"]
-    unknown = [n for n in names if n not in BASELINES]
-    if unknown:
-        import argparse
-
-        raise argparse.ArgumentTypeError(
-            f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}"
-        )
-    return names
-
-
-def _top_k_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = [-1]
-    if not values or min(values) < 0:
-        import argparse
-
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers >= 0, got {text!r}")
-    return list(dict.fromkeys(values))
 
 
 def build_parser() -> ArgumentParser:

@@ -158,6 +158,39 @@ class Executor:
         self.close()
 
 
+class TaskFeed:
+    """What a backend hands out next: retried tasks first, then the caller's tasks, read
+    lazily; and the retry bound. Items are ``(task_id, task)``."""
+
+    def __init__(self, tasks: Iterable, max_retries: int):
+        self._source, self._ids = iter(tasks), count()
+        self.max_retries, self.retry, self.attempts = int(max_retries), [], {}
+        self.exhausted = False
+
+    def next(self):
+        """The next ``(task_id, task)``, or None when there is nothing to hand out now."""
+        if self.retry:
+            return self.retry.pop(0)
+        if self.exhausted:
+            return None
+        try:
+            return next(self._ids), next(self._source)
+        except StopIteration:
+            self.exhausted = True
+            return None
+
+    def lost(self, item, why: str) -> None:
+        """The worker running ``item`` died: retry it, or `WorkerLost` past the bound."""
+        task_id = item[0]
+        self.attempts[task_id] = self.attempts.get(task_id, 0) + 1
+        if self.attempts[task_id] > self.max_retries:
+            raise WorkerLost(
+                f"a worker died {self.attempts[task_id]} times on the same task ({why}); "
+                "rerun with the same options to resume"
+            )
+        self.retry.append(item)
+
+
 @dataclass(frozen=True)
 class _Indexed:
     """``fn`` applied to the task of an ``(index, task)`` pair (picklable if ``fn`` is)."""
@@ -265,26 +298,12 @@ class ProcessBackend:
 
         token = next(self._ids)
         blob = pickle.dumps(shared, protocol=pickle.HIGHEST_PROTOCOL)
-        source = iter(tasks)
-        retry: list = []  # (task_id, task) whose worker died
-        attempts: dict[int, int] = {}
-        exhausted = False
-        next_id = count()
+        feed = TaskFeed(tasks, self.max_retries)
         self._ensure()
         try:
             while True:
                 for w in self._pool:  # give every idle worker a task
-                    if w.task is not None:
-                        continue
-                    if retry:
-                        item = retry.pop(0)
-                    elif not exhausted:
-                        try:
-                            item = (next(next_id), next(source))
-                        except StopIteration:
-                            exhausted = True
-                            continue
-                    else:
+                    if w.task is not None or (item := feed.next()) is None:
                         continue
                     w.task = item
                     send_blob = None if token in w.tokens else blob
@@ -303,7 +322,7 @@ class ProcessBackend:
                         try:
                             task_id, ok, value = w.conn.recv()
                         except (EOFError, OSError):  # died: the pipe closed without an answer
-                            self._lost(w, retry, attempts)
+                            self._lost(w, feed)
                             continue
                         _, task = w.task
                         w.task = None
@@ -311,24 +330,16 @@ class ProcessBackend:
                             raise value
                         yield task, value
                     elif not w.process.is_alive():
-                        self._lost(w, retry, attempts)
+                        self._lost(w, feed)
                 self._ensure()
         except BaseException:
             self.close()  # a failed or interrupted call leaves no worker behind
             raise
 
-    def _lost(self, w: _Worker, retry: list, attempts: dict) -> None:
-        task_id, task = w.task
-        w.task = None
-        attempts[task_id] = attempts.get(task_id, 0) + 1
-        code = w.process.exitcode
+    def _lost(self, w: _Worker, feed: TaskFeed) -> None:
+        item, w.task = w.task, None
         w.conn.close()
-        if attempts[task_id] > self.max_retries:
-            raise WorkerLost(
-                f"a worker process died {attempts[task_id]} times on the same task "
-                f"(exit code {code}); rerun with the same options to resume"
-            )
-        retry.append((task_id, task))
+        feed.lost(item, f"a worker process, exit code {w.process.exitcode}")
 
     def close(self) -> None:
         for w in self._pool:

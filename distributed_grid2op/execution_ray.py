@@ -36,8 +36,8 @@ from typing import Any
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.execution import (
     BACKENDS,
+    TaskFeed,
     WorkerContext,
-    WorkerLost,
     _portable,
     register_backend,
 )
@@ -188,28 +188,14 @@ class RayBackend:
         lost_errors = (RayActorError, WorkerCrashedError)
         token = f"{self._token_prefix}-{next(self._ids)}"
         shared_ref = [ray.put(shared)]  # in a list: the actor fetches it once, not per task
-        source = iter(tasks)
-        retry: list = []  # (task_id, task) whose actor died
-        attempts: dict[int, int] = {}
-        next_id = count()
-        exhausted = False
+        feed = TaskFeed(tasks, self.max_retries)
         pending: dict = {}  # object ref -> (actor, (task_id, task))
         self._ensure()
         try:
             while True:
                 busy = {id(actor) for actor, _ in pending.values()}
                 for actor in self._actors:  # give every idle actor a task
-                    if id(actor) in busy:
-                        continue
-                    if retry:
-                        item = retry.pop(0)
-                    elif not exhausted:
-                        try:
-                            item = (next(next_id), next(source))
-                        except StopIteration:
-                            exhausted = True
-                            continue
-                    else:
+                    if id(actor) in busy or (item := feed.next()) is None:
                         continue
                     ref = actor.run.remote(fn, item[1], token, shared_ref)
                     pending[ref] = (actor, item)
@@ -217,11 +203,12 @@ class RayBackend:
                     return
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
-                    actor, (task_id, task) = pending.pop(ref)
+                    actor, item = pending.pop(ref)
+                    task = item[1]
                     try:
                         ok, value = ray.get(ref)
                     except lost_errors as exc:
-                        self._lost(actor, task_id, task, retry, attempts, exc)
+                        self._lost(actor, item, feed, exc)
                         continue
                     if not ok:
                         raise value
@@ -230,20 +217,14 @@ class RayBackend:
             self.close()  # a failed or interrupted call leaves no actor behind
             raise
 
-    def _lost(self, actor, task_id, task, retry, attempts, exc) -> None:
-        attempts[task_id] = attempts.get(task_id, 0) + 1
+    def _lost(self, actor, item, feed, exc) -> None:
         try:
             self.ray.kill(actor)
         except Exception:  # noqa: BLE001 - it is already gone
             pass
         self._actors = [a for a in self._actors if a is not actor]
-        if attempts[task_id] > self.max_retries:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise WorkerLost(
-                f"a Ray worker died {attempts[task_id]} times on the same task ({reason}); "
-                "rerun with the same options to resume"
-            )
-        retry.append((task_id, task))
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        feed.lost(item, f"a Ray worker: {reason}")
         self._actors.append(self._new_actor())
 
     def close(self) -> None:

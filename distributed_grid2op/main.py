@@ -39,13 +39,6 @@ def _split_list(text: str) -> list[str]:
     return names
 
 
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
 @dataclass
 class TrainConfig(Config):
     """Every setting of ``python -m distributed_grid2op.main`` (and of `train`).
@@ -72,18 +65,20 @@ class TrainConfig(Config):
                                    results=False)  # fmt: skip
     episodes_per_update: int = option(4, "episodes per learner update", parse=cli.positive_int)
     imitation_episodes: int = option(0, "expert episodes behaviour-cloned first (0: pure RL)",
-                                     parse=_non_negative)  # fmt: skip
+                                     parse=cli.non_negative_int)  # fmt: skip
     dagger_rounds: int = option(0, "DAgger rounds after them (policy acts, expert labels)",
-                                parse=_non_negative)  # fmt: skip
+                                parse=cli.non_negative_int)  # fmt: skip
     prune_actions: bool = option(False, "keep only the actions the expert used during imitation")
-    max_start: int = option(0, "start episodes at a random step in [0, N]", parse=_non_negative)
+    max_start: int = option(
+        0, "start episodes at a random step in [0, N]", parse=cli.non_negative_int
+    )
     danger: float = option(0.9, "act when max rho >= this", parse=cli.danger_threshold)
     rank_by: str = option("max", "substation picker ranking", choices=("max", "mean"))
     reconnect: str = option("safe", "line reconnection rule: safe (simulated first), first "
                             "(the first legal line, unchecked) or none",
                             choices=("safe", "first", "none"))  # fmt: skip
     top_k: int = option(0, "at evaluation, simulate the K most probable actions and keep the "
-                        "safest (0: the policy alone)", parse=_non_negative)  # fmt: skip
+                        "safest (0: the policy alone)", parse=cli.non_negative_int)  # fmt: skip
     action_set: str | None = option(None, "a reduced action set (actions.json of "
                                     "python -m distributed_grid2op.actions)")  # fmt: skip
     backend: str = option("lightsim", "power-flow backend", choices=("lightsim", "pandapower"))

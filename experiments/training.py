@@ -17,7 +17,7 @@ import pandas as pd
 from distributed_grid2op.evaluation import EvaluateConfig, run_evaluation
 from distributed_grid2op.main import TrainConfig, train
 from distributed_grid2op.plots import plot_learning, plot_survival
-from distributed_grid2op.scenarios.__main__ import main as scenarios_main
+from distributed_grid2op.scenarios.__main__ import ScenariosConfig, generate_from_config
 from experiments._argv import to_argv
 from experiments.runs import Run, markdown_table
 
@@ -33,11 +33,6 @@ EVAL_COLUMNS = [
 ]
 
 
-def _check(code: int, what: str) -> None:
-    if code:
-        raise RuntimeError(f"{what} failed (exit {code})")
-
-
 def _scenarios(run: Run, progress: bool) -> str | None:
     """Generate the training scenarios (``[scenarios]`` table) into the run folder."""
     options = run.cfg.get("scenarios")
@@ -45,7 +40,11 @@ def _scenarios(run: Run, progress: bool) -> str | None:
         return None
     out = run.root / "scenarios"
     with run.stage("generate scenarios"):
-        _check(scenarios_main(to_argv({**options, "out": out, "quiet": not progress})), "scenarios")
+        config = ScenariosConfig.from_mapping(
+            {**options, "out": str(out), "quiet": not progress},
+            source=f"{run.cfg.get('_source', 'config')} [scenarios]",
+        )
+        generate_from_config(config)
     run.numbers["scenarios"] = {k: v for k, v in options.items() if k != "workers"}
     report = out / "validation" / "report.md"
     text = f"Generated with `python -m distributed_grid2op.scenarios` {' '.join(to_argv(options))}."

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 from distributed_grid2op.cli import (
     ArgumentParser,
     add_executor_arguments,
     executor_from_args,
+    non_negative_int,
     positive_float,
     positive_int,
     run,
 )
+from distributed_grid2op.config import Config, option
 from distributed_grid2op.scenarios.writer import FORMATS
 
 
@@ -29,11 +32,46 @@ def _fractions(text: str) -> tuple[float, float, float]:
     return parts
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+@dataclass
+class ScenariosConfig(Config):
+    """Every setting of ``python -m distributed_grid2op.scenarios`` (and of `generate_from_config`)."""
+
+    source: str = option("l2rpn_case14_sandbox", "bundled test env name or env folder")
+    n: int = option(None, "number of scenarios", parse=positive_int, required=True)
+    steps: int = option(2016, "steps per scenario (2016 = 1 week of 5 min)", parse=positive_int)
+    out: str = option(None, "output env folder (created; never inside site-packages)",
+                      required=True, results=False)  # fmt: skip
+    seed: int = option(0, "seed of the generated set", parse=non_negative_int)
+    thermal_limit_scale: float = option(1.0, "thermal limit scale of the validation replay",
+                                        parse=positive_float)  # fmt: skip
+    splits: tuple = option((0.7, 0.1, 0.2), "train,val,test fractions", parse=_fractions)
+    format: str = option("csv", "chronics files: plain csv (fast) or csv.bz2 (small)",
+                         choices=sorted(FORMATS))  # fmt: skip
+    replay: int = option(20, "generated scenarios replayed with do-nothing in the validation",
+                         parse=non_negative_int)  # fmt: skip
+    no_validate: bool = option(False, "skip the do-nothing replay and report")
+    workers: int = option(1, "parallel workers", cli=False, results=False)
+    ray: str | None = option(None, "Ray address", cli=False, results=False)
+    quiet: bool = option(False, "no progress bars", results=False)
+
+
+def generate_from_config(config: ScenariosConfig, *, executor=None):
+    """Generate what ``config`` describes; returns the env folder (the command's Python face)."""
+    from distributed_grid2op.execution import executor_for
+    from distributed_grid2op.scenarios.generator import generate
+
+    own = executor is None
+    if own:
+        executor = executor_for(config.workers, config.ray, config.n)
+    try:
+        return generate(config.source, config.out, config.n, config.steps, config.seed,
+                        workers=executor.workers, executor=executor,
+                        validate=not config.no_validate,
+                        thermal_limit_scale=config.thermal_limit_scale, splits=config.splits,
+                        fmt=config.format, n_replay=config.replay, progress=not config.quiet)  # fmt: skip
+    finally:
+        if own:
+            executor.close()
 
 
 def build_parser() -> ArgumentParser:
@@ -43,75 +81,19 @@ def build_parser() -> ArgumentParser:
         "(a grid2op env folder with chronics, splits.json, generation.json and a validation report). "
         "Rerun the same command to resume an interrupted run.",
     )
-    p.add_argument(
-        "--source", default="l2rpn_case14_sandbox", help="bundled test env name or env folder"
-    )
-    p.add_argument("--n", type=positive_int, required=True, help="number of scenarios")
-    p.add_argument(
-        "--steps",
-        type=positive_int,
-        default=2016,
-        help="steps per scenario (2016 = 1 week of 5 min)",
-    )
-    p.add_argument(
-        "--out", required=True, help="output env folder (created; never inside site-packages)"
-    )
-    p.add_argument("--seed", type=_non_negative_int, default=0)
+    ScenariosConfig.add_arguments(p)
     add_executor_arguments(p, default_workers=1)
-    p.add_argument(
-        "--thermal-limit-scale",
-        type=positive_float,
-        default=1.0,
-        help="thermal limit scale of the validation replay",
-    )
-    p.add_argument(
-        "--splits",
-        type=_fractions,
-        default=(0.7, 0.1, 0.2),
-        help="train,val,test fractions (default 0.7,0.1,0.2)",
-    )
-    p.add_argument(
-        "--format",
-        choices=sorted(FORMATS),
-        default="csv",
-        help="chronics files: plain csv (fast) or csv.bz2 (small)",
-    )
-    p.add_argument(
-        "--replay",
-        type=_non_negative_int,
-        default=20,
-        help="generated scenarios replayed with do-nothing in the validation",
-    )
-    p.add_argument(
-        "--no-validate", action="store_true", help="skip the do-nothing replay and report"
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
 def main(argv=None) -> int:
     """Parse arguments, generate, print where the env and its report are."""
     args = build_parser().parse_args(argv)
-    from distributed_grid2op.scenarios.generator import generate
-
-    with executor_from_args(args, n_tasks=args.n) as executor:
-        out = generate(
-            args.source,
-            args.out,
-            args.n,
-            args.steps,
-            args.seed,
-            workers=executor.workers,
-            executor=executor,
-            validate=not args.no_validate,
-            thermal_limit_scale=args.thermal_limit_scale,
-            splits=args.splits,
-            fmt=args.format,
-            n_replay=args.replay,
-            progress=not args.quiet,
-        )
-    print(f"wrote {args.n} scenarios to {out} (make_env({str(out)!r}) loads it)")
-    if not args.no_validate:
+    config = ScenariosConfig.from_args(args)
+    with executor_from_args(args, n_tasks=config.n) as executor:
+        out = generate_from_config(config, executor=executor)
+    print(f"wrote {config.n} scenarios to {out} (make_env({str(out)!r}) loads it)")
+    if not config.no_validate:
         print(f"validation report: {out / 'validation' / 'report.md'}")
     return 0
 
