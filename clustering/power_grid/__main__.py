@@ -111,6 +111,13 @@ def build_parser() -> ArgumentParser:
         type=positive_int,
         help="steps per episode (default: chronic length; simulate mode: 100-step segments)",
     )
+    p.add_argument(
+        "--action-set",
+        type=Path,
+        help="a reduced action set (actions.json of python -m distributed_grid2op.actions): "
+        "each substation's random topology is drawn from its actions; substations without "
+        "any are not collected",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -137,6 +144,7 @@ def config_from_args(args) -> PipelineConfig:
         ("method", args.method),
         ("mode", args.mode),
         ("max_steps", args.max_steps),
+        ("action_set", args.action_set),
     ):
         if value is not None:
             setattr(cfg, attr, value)

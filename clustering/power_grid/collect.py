@@ -21,6 +21,12 @@ Two modes:
   varied states. A segment whose start is a game over (the power flow of the do-nothing
   step that reaches it fails) is an empty episode.
 
+With a reduced action set (``actions.json``, `CollectActionSet`), the random topology of a
+substation is drawn from the file's actions of that substation instead (uniformly, same seeds),
+and ``action_raw`` is the index among them (file order); only substations with actions in the
+file are collected (the pipeline assigns the others like uncontrollable ones). The set's
+content digest and scoring enter the fingerprint, so a resume with another set is refused.
+
 Work is cut in shards of ``episodes_per_shard`` consecutive episodes of one substation,
 written atomically under a deterministic name; a rerun with the same settings skips the
 shards that exist (resume), so no episode is ever duplicated or overwritten. Shards run as
@@ -56,6 +62,65 @@ _ARRAYS = ("state", "next_state", "action_raw", "terminal", "episode_id", "step"
 
 
 @dataclass(frozen=True)
+class CollectActionSet:
+    """A reduced action set as values (it travels with the settings: workers need no disk).
+
+    ``actions`` are ``(substation, set_bus)`` pairs in file order; ``digest`` hashes the
+    file's content (without timings or path), ``scoring`` is how the set was chosen.
+    """
+
+    digest: str
+    scoring: dict
+    actions: tuple[tuple[int, tuple[int, ...]], ...]
+    source: str = ""
+
+    @classmethod
+    def from_action_file(cls, action_file) -> CollectActionSet:
+        """From a loaded `distributed_grid2op.actions.file.ActionFile`."""
+        doc = action_file.to_dict()
+        text = json.dumps(doc, sort_keys=True, default=str)
+        return cls(
+            digest=hashlib.sha1(text.encode()).hexdigest()[:16],
+            scoring=dict(doc["scoring"]),
+            actions=tuple(
+                (int(a["substation"]), tuple(int(v) for v in a["set_bus"])) for a in doc["actions"]
+            ),
+            source=str(action_file.path),
+        )
+
+    @classmethod
+    def load(cls, path, env=None) -> CollectActionSet:
+        """Read ``actions.json`` (validated; with ``env``, checked against its grid)."""
+        from distributed_grid2op.actions.file import load_action_file
+
+        return cls.from_action_file(load_action_file(path, env=env))
+
+    def substations(self) -> list[int]:
+        """Substations with at least one action, increasing."""
+        return sorted({s for s, _ in self.actions})
+
+    def set_bus(self, sub: int) -> list[tuple[int, ...]]:
+        """Set-bus vectors of the actions of ``sub`` (file order): what ``action_raw`` indexes."""
+        return [v for s, v in self.actions if s == int(sub)]
+
+    def topologies(self, env, sub: int) -> list:
+        """The grid2op actions of ``sub`` (file order)."""
+        return [
+            env.action_space({"set_bus": {"substations_id": [(int(sub), list(v))]}})
+            for v in self.set_bus(sub)
+        ]
+
+    def identity(self) -> dict:
+        """What enters the collection fingerprint (not the path: a copied file is the same set)."""
+        return {
+            "digest": self.digest,
+            "scoring": self.scoring,
+            "n_actions": len(self.actions),
+            "substations": self.substations(),
+        }
+
+
+@dataclass(frozen=True)
 class CollectSettings:
     """What defines a collection (everything but its size enters the fingerprint).
 
@@ -72,6 +137,8 @@ class CollectSettings:
     seed: int = 29
     max_steps: int | None = None
     episodes_per_shard: int | None = None
+    #: A reduced action set: each substation's random topology is drawn from its actions.
+    action_set: CollectActionSet | None = None
 
     def __post_init__(self):
         if self.episodes_per_shard is None:  # short thesis episodes, long simulate segments
@@ -90,12 +157,19 @@ class CollectSettings:
             raise UserError("max_steps must be at least 1 (or None for the chronic length)")
         if not self.attributes:
             raise UserError("at least one observation attribute is needed")
+        if self.action_set is not None:
+            missing = sorted(set(self.substations) - set(self.action_set.substations()))
+            if missing:
+                raise UserError(
+                    f"the action set has no action on substation(s) {missing}: collect only "
+                    "substations with actions in the file"
+                )
 
     def identity(self) -> dict:
         """The settings that make two collections interchangeable (JSON-friendly)."""
         import grid2op
 
-        return {
+        out = {
             "format": SHARD_FORMAT,
             "env": self.spec.to_dict(),
             "mode": self.mode,
@@ -105,6 +179,18 @@ class CollectSettings:
             "episodes_per_shard": int(self.episodes_per_shard),
             "grid2op_version": grid2op.__version__,
         }
+        if self.action_set is not None:  # absent otherwise: unchanged fingerprints
+            out["action_set"] = self.action_set.identity()
+        return out
+
+    def topologies(self, env, sub: int) -> list:
+        """The topologies the explorative policy draws from on ``sub`` (``action_raw`` indexes
+        them): the action set's actions of ``sub``, else every unitary topology."""
+        if self.action_set is not None:
+            return self.action_set.topologies(env, sub)
+        from distributed_grid2op.grid import unitary_topologies
+
+        return unitary_topologies(env, sub)
 
     def fingerprint(self) -> str:
         """Short hash of `identity` stored in every shard."""
@@ -118,7 +204,8 @@ class Transitions:
 
     ``action`` is the thesis encoding: index of the distinct topology vector among those in
     the data (``np.unique`` order) divided by their number; ``action_raw`` is the index in
-    `distributed_grid2op.grid.unitary_topologies`.
+    `distributed_grid2op.grid.unitary_topologies` (with an action set: among the set's
+    actions of the substation, `CollectSettings.topologies`).
     """
 
     substation: int
@@ -303,10 +390,8 @@ def run_shard(
     anyway): it stops at that budget, mid-episode if needed (a prefix of the same episode),
     and is then marked ``truncated``.
     """
-    from distributed_grid2op.grid import unitary_topologies
-
     env = _worker_env(settings.spec, ctx)
-    topologies = unitary_topologies(env, sub)
+    topologies = settings.topologies(env, sub)
     play = _episode_thesis if settings.mode == "thesis" else _episode_simulate
     cols = {k: [] for k in _ARRAYS}
     lengths = []
@@ -556,9 +641,9 @@ def load_collection(folder: str | Path, settings: CollectSettings) -> dict[int, 
     names = state_names(env, settings.attributes)
     out = {}
     for s in settings.substations:
-        from distributed_grid2op.grid import substation_topology, unitary_topologies
+        from distributed_grid2op.grid import substation_topology
 
-        vectors = np.array([substation_topology(a, s, env) for a in unitary_topologies(env, s)])
+        vectors = np.array([substation_topology(a, s, env) for a in settings.topologies(env, s)])
         parts, count, n_ep = [], 0, 0
         first = 0
         while first < settings.n_episodes and count < settings.n_samples:
@@ -628,6 +713,10 @@ def settings_dict(settings: CollectSettings) -> dict:
     """JSON-friendly settings (for summaries)."""
     d = asdict(settings)
     d["spec"] = settings.spec.to_dict()
+    if settings.action_set is None:
+        d.pop("action_set")  # as before action sets existed
+    else:
+        d["action_set"] = {"source": settings.action_set.source, **settings.action_set.identity()}
     return d
 
 

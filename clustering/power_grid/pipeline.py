@@ -59,6 +59,8 @@ class PipelineConfig:
     max_steps: int | None = None
     episodes_per_shard: int = 10
     min_samples: int = MIN_SAMPLES
+    #: A reduced action set (actions.json): the explorative policy draws from its actions.
+    action_set: Path | str | None = None
     progress: bool = True
     label: str = "default"
     timings: dict = field(default_factory=dict)
@@ -347,6 +349,35 @@ def _decompose(env, env_name, unbiased, columns, cfg: PipelineConfig, method: st
     return fac, sub_c, line_c, factorization_document(env_name, name, params, sub_c, line_c)
 
 
+def _action_set_substations(path, env, controllable: list[int]):
+    """(substations to collect, `CollectActionSet`, note or None) for ``--action-set``.
+
+    Only the controllable substations with actions in the file are collected: one without
+    any would explore do-nothing alone, a constant action column whose MI is 0 by definition
+    (collection time for nothing). Left out of the matrix, such a substation is assigned to
+    the cluster owning most of its lines by `complete_assignment`, like an uncontrollable
+    one, so factorization.json still holds every substation and line exactly once.
+    """
+    from clustering.power_grid.collect import CollectActionSet
+
+    action_set = CollectActionSet.load(path, env=env)
+    have = set(action_set.substations())
+    subs = [s for s in controllable if s in have]
+    if len(subs) < 2:
+        raise UserError(
+            f"{path}: actions on {len(subs)} controllable substation(s) {subs}: nothing to "
+            "factorize (use a larger action set)"
+        )
+    left = [s for s in controllable if s not in have]
+    note = None
+    if left:
+        note = (
+            f"the action set has no action on controllable substation(s) {left}: not collected, "
+            "assigned to the cluster owning most of their lines"
+        )
+    return subs, action_set, note
+
+
 def run(cfg: PipelineConfig, executor=None) -> dict:
     """Run the whole pipeline; return the summary dict (also written as JSON and markdown).
 
@@ -377,6 +408,12 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
             raise UserError(
                 f"{cfg.env} has {len(subs)} controllable substation(s): nothing to factorize"
             )
+        action_set = None
+        if cfg.action_set is not None:
+            subs, action_set, note = _action_set_substations(cfg.action_set, env, subs)
+            if note:
+                notes.append(note)
+                print(f"note: {note}")
         scen = n_scenarios(env)
     if scen < cfg.n_episodes:
         notes.append(
@@ -398,6 +435,7 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
         seed=cfg.seed,
         max_steps=cfg.max_steps,
         episodes_per_shard=cfg.episodes_per_shard,
+        action_set=action_set,
     )
     with timer("collect"):
         data = collect(
@@ -511,6 +549,11 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
             "drop_terminal": cfg.drop_terminal,
             "label": cfg.label,
             "thermal_limit_scale": cfg.thermal_limit_scale,
+            **(
+                {"action_set": {"source": str(cfg.action_set), **action_set.identity()}}
+                if action_set is not None
+                else {}
+            ),
         },
         "controllable_substations": subs,
         "samples": {int(s): int(n) for s, n in counts.items()},
@@ -612,6 +655,16 @@ def summary_markdown(s: dict) -> str:
         f"{st['n_permutations']} shuffle(s) in the null, seed {st['seed']}, {st['workers']} worker(s), "
         f"thermal limits x {st['thermal_limit_scale']}, terminal transitions "
         f"{'dropped' if st['drop_terminal'] else 'kept'}.",
+        *(
+            [
+                "",
+                f"Action set `{st['action_set']['source']}` (digest {st['action_set']['digest']}, "
+                f"{st['action_set']['n_actions']} actions on substations "
+                f"{st['action_set']['substations']}): the explorative policy draws from them.",
+            ]
+            if "action_set" in st
+            else []
+        ),
         "",
         "## Clusters (factorization.json)",
         "",
