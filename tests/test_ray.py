@@ -198,6 +198,134 @@ def test_cli_without_ray_is_one_error_line(tmp_path):
     assert proc.stderr.strip() == "error: --ray needs Ray: pip install '.[ray]'"
 
 
+# ---- every stage: the same files on local processes and on Ray -----------------------------------
+def _files(folder) -> dict:
+    """Relative path -> bytes of every file under ``folder`` (hidden files excluded)."""
+    from pathlib import Path
+
+    root = Path(folder)
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    }
+
+
+def test_collection_and_factorization_are_identical_on_ray(ray2, tmp_path):
+    from clustering.power_grid.pipeline import PipelineConfig, run
+
+    def config(out):
+        return PipelineConfig(env="rte_case5_example", out=tmp_path / out, n_episodes=12,
+                              n_samples=200, n_permutations=1, seed=3, compare_terminal=False,
+                              progress=False)  # fmt: skip
+
+    with Executor(2) as ex:
+        run(config("processes"), executor=ex)
+    with Executor(2, "ray") as ex:  # the MI pairs run on the actors too (as_mapper)
+        run(config("ray"), executor=ex)
+    for name in ("factorization.json", "mi.npy", "shuffled_mi.npy", "unbiased_mi.npy"):
+        assert (tmp_path / "processes" / name).read_bytes() == (
+            tmp_path / "ray" / name
+        ).read_bytes()
+    assert _files(tmp_path / "processes" / "shards") == _files(tmp_path / "ray" / "shards")
+
+
+def test_generated_scenarios_are_identical_on_ray(ray2, tmp_path):
+    from distributed_grid2op.scenarios.generator import generate
+
+    kw = dict(n_scenarios=3, n_steps=30, seed=5, validate=False, progress=False)
+    with Executor(2) as ex:
+        a = generate("l2rpn_case14_sandbox", tmp_path / "processes", executor=ex, **kw)
+    with Executor(2, "ray") as ex:
+        b = generate("l2rpn_case14_sandbox", tmp_path / "ray", executor=ex, **kw)
+    chronics = _files(a / "chronics")
+    assert len([n for n in chronics if n.startswith("0002")]) > 1  # every scenario's files
+    assert chronics == _files(b / "chronics")
+
+
+def _train_config(out, **kw):
+    from distributed_grid2op.main import TrainConfig
+
+    options = dict(episodes=2, episodes_per_update=2, max_start=540, thermal_limit_scale=0.85,
+                   out=str(out), progress=False, workers=2)  # fmt: skip
+    return TrainConfig(**{**options, **kw})
+
+
+def test_training_is_identical_on_ray(ray2, tmp_path):
+    from distributed_grid2op.main import train
+
+    with Executor(2) as ex:
+        train(_train_config(tmp_path / "processes"), executor=ex)
+    with Executor(2, "ray") as ex:
+        train(_train_config(tmp_path / "ray"), executor=ex)
+    for name in ("train_log.csv", "final/weights.pt"):
+        assert (tmp_path / "processes" / name).read_bytes() == (
+            tmp_path / "ray" / name
+        ).read_bytes()
+
+
+def test_evaluation_is_identical_on_ray(ray2, tmp_path):
+    import pandas as pd
+
+    from distributed_grid2op.evaluation import EvaluateConfig, run_evaluation
+    from distributed_grid2op.main import train
+
+    agent = tmp_path / "agent"
+    with Executor(1) as ex:  # a tiny trained agent (its quality does not matter here)
+        train(_train_config(agent, episodes=1, episodes_per_update=1), executor=ex)
+
+    def config(out):
+        return EvaluateConfig(agents=[str(agent)], baselines=["do-nothing", "expert"],
+                              thermal_limit_scale=0.85, episodes=2, max_steps=25, seed=1,
+                              out=str(tmp_path / out), progress=False)  # fmt: skip
+
+    with Executor(2) as ex:
+        a = run_evaluation(config("processes"), executor=ex).steps
+    with Executor(2, "ray") as ex:
+        b = run_evaluation(config("ray"), executor=ex).steps
+    timing = [c for c in a.columns if c.endswith("_ms") or c.endswith("_s") or "time" in c]
+    assert set(a["run"]) >= {"do-nothing", "expert"} and len(set(a["run"])) == 3
+    pd.testing.assert_frame_equal(a.drop(columns=timing), b.drop(columns=timing))
+    steps = [pd.read_csv(tmp_path / d / "step_metrics.csv") for d in ("processes", "ray")]
+    pd.testing.assert_frame_equal(*(s.drop(columns=timing) for s in steps))
+
+
+def test_reproduce_workers_and_ray_reach_every_stage():
+    """``python -m experiments.reproduce ... --workers N --ray ADDRESS``: every stage's table
+    gets them (and its command accepts them); the config, its hash and folder stay as written."""
+    import copy
+
+    from clustering.power_grid.__main__ import build_parser
+    from distributed_grid2op.evaluation import EvaluateConfig
+    from distributed_grid2op.main import TrainConfig
+    from experiments._argv import to_argv
+    from experiments.reproduce import stage_workers, with_executor
+    from experiments.runs import config_hash, load_config
+
+    fac = load_config("factorization", "quick")
+    before = copy.deepcopy(fac)
+    new = with_executor("factorization", fac, 3, "auto")
+    assert fac == before and config_hash(fac) == config_hash(before)
+    for variant in new["variant"]:
+        args = build_parser().parse_args(to_argv({**new["pipeline"], **variant, "name": None}))
+        assert (args.workers, args.ray) == (3, "auto")
+    assert with_executor("factorization", fac, None, None) is fac
+
+    tr = load_config("training", "quick")
+    new = with_executor("training", tr, None, "local")  # workers: each stage's own
+    assert new["train"] == {**tr["train"], "ray": "local"}
+    assert [e["workers"] for e in new["evaluate"]] == [e["workers"] for e in tr["evaluate"]]
+    assert new["scenarios"]["ray"] == "local" and "ray" not in new["variant"][0]
+    assert stage_workers("training", new) == max(e["workers"] for e in tr["evaluate"])
+    config = TrainConfig.from_mapping({**new["env"], **new["train"], "out": "x"})
+    assert (config.workers, config.ray) == (tr["train"]["workers"], "local")
+    ev = {k: v for k, v in new["evaluate"][0].items() if k not in ("name", "description")}
+    assert EvaluateConfig.from_mapping({**ev, "out": "x"}).ray == "local"
+    assert with_executor("synthetic", load_config("synthetic", "quick"), 2, "local") == (
+        load_config("synthetic", "quick")
+    )  # no workers there
+
+
 def test_two_node_cluster_workers_have_their_own_directory(local_ray, tmp_path, monkeypatch):
     """Last: it replaces the module's local Ray with a two-node cluster on this machine."""
     from ray.cluster_utils import Cluster
