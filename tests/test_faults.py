@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_reproducible import assert_same_artifacts, files_of, temp_files
 
 from distributed_grid2op import cli
 from distributed_grid2op.errors import UserError
@@ -428,33 +429,127 @@ def test_property_numeric_options(text):
 
 # ---------------------------------------------------------------------------- kill and resume
 def _tmp_files(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob(".*") if ".tmp" in p.name or p.name.endswith(".old")]
+    return temp_files(folder)
+
+
+def _kill_when(module: str, args: list, ready, timeout: float = 180) -> None:
+    """Start ``python -m module args`` in a new process group, SIGKILL the whole group once
+    ``ready()`` is true, and check that no process of the group is left."""
+    import signal
+    import time
+
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+    cmd = [PY, "-m", module, *map(str, args)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            assert proc.poll() is None, f"{module} ended (rc {proc.returncode}) before the kill"
+            assert time.monotonic() < deadline, f"{module}: kill point not reached"
+            time.sleep(0.02)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    for _ in range(100):  # orphaned workers die with the group; give init time to reap them
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{module}: a process of the killed group is still alive")
+
+
+def _visible(folder: Path, pattern: str) -> list[Path]:
+    """Finished files or folders (temp names start with a dot)."""
+    return [p for p in folder.glob(pattern) if not p.name.startswith(".")]
 
 
 @pytest.mark.slow
 def test_training_killed_then_resumed_matches_uninterrupted(tmp_path):
-    import signal
-    import time
-
     args = ["--episodes", "6", "--checkpoint-every", "2", "--no-progress", "--workers", "1"]
     full = tmp_path / "full"
     assert run_cli("distributed_grid2op.main", *args, "--out", full).returncode == 0
     out = tmp_path / "killed"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    cmd = [PY, "-m", "distributed_grid2op.main", *args, "--out", str(out)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not (out / "checkpoints" / "ep000004" / "trainer.json").is_file():
-        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint written"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(0.2)
-    with pytest.raises(ProcessLookupError):
-        os.killpg(proc.pid, 0)  # no worker left behind
+    _kill_when("distributed_grid2op.main", [*args, "--out", out],
+               lambda: (out / "checkpoints" / "ep000004" / "trainer.json").is_file())  # fmt: skip
     done = run_cli("distributed_grid2op.main", *args, "--out", out, "--resume")
     assert done.returncode == 0, done.stderr
     assert not _tmp_files(out)
     for name in ("train_log.csv", "final/weights.pt", "final/agent.json"):
         assert (out / name).read_bytes() == (full / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_power_grid_killed_then_resumed_matches_uninterrupted(tmp_path):
+    args = ["--env", "rte_case5_example", "--episodes", "20", "--samples", "300",
+            "--permutations", "1", "--workers", "2", "--no-progress"]  # fmt: skip
+    full, out = tmp_path / "full", tmp_path / "killed"
+    proc = run_cli("clustering.power_grid", *args, "--out", full)
+    assert proc.returncode == 0, proc.stderr
+    assert len(_visible(full / "shards", "*.npz")) > 1  # the kill lands mid-collection
+    _kill_when(
+        "clustering.power_grid",
+        [*args, "--out", out],
+        lambda: bool(_visible(out / "shards", "*.npz")),
+    )
+    assert not (out / "factorization.json").exists()
+    done = run_cli("clustering.power_grid", *args, "--out", out, "--resume")
+    assert done.returncode == 0, done.stderr
+    assert not _tmp_files(out)
+    names = assert_same_artifacts(full, out)  # same files (no duplicate shard), same content
+    assert {"factorization.json", "mi.npy", "unbiased_mi.npy"} <= set(names)
+
+
+@pytest.mark.slow
+def test_scenarios_killed_then_rerun_matches_uninterrupted(tmp_path):
+    args = ["--source", "rte_case5_example", "--n", "8", "--steps", "288", "--workers", "2",
+            "--no-validate", "--quiet"]  # fmt: skip
+    full, out = tmp_path / "full", tmp_path / "killed"
+    proc = run_cli("distributed_grid2op.scenarios", *args, "--out", full)
+    assert proc.returncode == 0, proc.stderr
+    _kill_when(
+        "distributed_grid2op.scenarios",
+        [*args, "--out", out],
+        lambda: bool(_visible(out / "chronics", "*/check.json")),
+    )
+    assert len(_visible(out / "chronics", "*")) < 8
+    done = run_cli("distributed_grid2op.scenarios", *args, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert not _tmp_files(out)
+    names = files_of(full)
+    assert names == files_of(out)
+    assert_same_artifacts(full, out, [n for n in names if n != "generation.json"])
+    assert "splits.json" in names
+    # generation.json records the run's history (by design, tested in test_scenarios): how
+    # many scenarios this run wrote and how many it kept; everything else is the same
+    docs = [json.loads((d / "generation.json").read_text()) for d in (full, out)]
+    history = [(d["scenarios"].pop("written_this_run"),
+                d["scenarios"].pop("kept_from_earlier_runs")) for d in docs]  # fmt: skip
+    assert history[0] == (8, 0) and history[1][0] + history[1][1] == 8 and history[1][1] >= 1
+    assert json.dumps(docs[0]) == json.dumps(docs[1])
+    assert len(_visible(out / "chronics", "*")) == 8
+
+
+@pytest.mark.slow
+def test_evaluate_killed_then_rerun_matches_uninterrupted(tmp_path):
+    args = ["--env", "rte_case5_example", "--baselines", "do-nothing,reconnect", "--episodes",
+            "4", "--max-steps", "200", "--workers", "2", "--no-progress"]  # fmt: skip
+    full, out = tmp_path / "full", tmp_path / "killed"
+    proc = run_cli("distributed_grid2op.evaluate", *args, "--out", full)
+    assert proc.returncode == 0, proc.stderr
+    _kill_when(
+        "distributed_grid2op.evaluate",
+        [*args, "--out", out],
+        lambda: bool(_visible(out / "episodes", "*/*.npz")),
+    )
+    assert len(_visible(out / "episodes", "*/*.npz")) < 8
+    done = run_cli("distributed_grid2op.evaluate", *args, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert not _tmp_files(out)
+    names = assert_same_artifacts(full, out)
+    assert sum(n.endswith(".npz") for n in names) == 8
+    assert {"step_metrics.csv", "episode_summary.csv", "run_summary.csv"} <= set(names)
