@@ -102,7 +102,10 @@ def test_power_grid_twice(tmp_path):
     run_cli("clustering.power_grid", *args, "--workers", "2", "--out", tmp_path / "b")
     names = files_of(tmp_path / "a")
     assert names == files_of(tmp_path / "b")
-    assert_same_artifacts(tmp_path / "a", tmp_path / "b", [n for n in names if n != "summary.json"])
+    others = [n for n in names if n not in ("summary.json", "summary.md")]
+    assert_same_artifacts(tmp_path / "a", tmp_path / "b", others)
+    md = [comparable(tmp_path / d / "summary.md") for d in "ab"]
+    assert [ln.replace("1 worker(s)", "2 worker(s)") for ln in md[0]] == md[1]
     summaries = [json.loads((tmp_path / d / "summary.json").read_text()) for d in "ab"]
     assert [s["settings"].pop("workers") for s in summaries] == [1, 2]  # the only difference
     assert _drop_timings(summaries[0]) == _drop_timings(summaries[1])
