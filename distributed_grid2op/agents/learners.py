@@ -72,8 +72,10 @@ def make_learner(name: str, n_obs: int, action_set, config: Any = None, seed: in
 
 def _register_builtin() -> None:
     from distributed_grid2op.agents.ppo import PPOConfig, PPOLearner
+    from distributed_grid2op.agents.sac import SACConfig, SACLearner
 
     register_learner("ppo", PPOLearner, PPOConfig)
+    register_learner("sac", SACLearner, SACConfig, action_kinds=("box",))
 
 
 _register_builtin()
