@@ -71,9 +71,16 @@ def _env_data_error(exc: BaseException, argv: Sequence[str]) -> str | None:
     return None
 
 
+def _number(kind, text, what: str):
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer > 0."""
-    value = int(text)
+    value = _number(int, text, "a positive integer")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
@@ -81,7 +88,7 @@ def positive_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     """argparse type: a finite float > 0 (e.g. ``--thermal-limit-scale``)."""
-    value = float(text)
+    value = _number(float, text, "a finite number > 0")
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
@@ -89,7 +96,7 @@ def positive_float(text: str) -> float:
 
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
-    value = int(text)
+    value = _number(int, text, "an integer >= 0")
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value

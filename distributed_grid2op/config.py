@@ -26,7 +26,7 @@ from distributed_grid2op.errors import UserError
 
 def option(default: Any = None, help: str = "", *, parse=None, choices=None, cli: bool = True,
            metavar: str | None = None, results: bool = True, nargs=None,
-           required: bool = False):  # fmt: skip
+           required: bool = False, append: bool = False):  # fmt: skip
     """A config field.
 
     Args:
@@ -41,9 +41,11 @@ def option(default: Any = None, help: str = "", *, parse=None, choices=None, cli
             progress bars and output paths do not).
         nargs: argparse ``nargs`` (a list given as several words, e.g. ``--agents A B``).
         required: the option must be given (CLI and tables).
+        append: a repeatable flag collecting a list (``--quantile 0.6 --quantile 0.8``; in a
+            table: a list).
     """
     meta = {"help": help, "parse": parse, "choices": choices, "cli": cli, "metavar": metavar,
-            "results": results, "nargs": nargs, "required": required}  # fmt: skip
+            "results": results, "nargs": nargs, "required": required, "append": append}  # fmt: skip
     if isinstance(default, list | dict):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -92,6 +94,8 @@ class Config:
             extra = {"nargs": m["nargs"]} if m.get("nargs") else {}
             if m.get("required"):
                 extra["required"] = True
+            if m.get("append"):
+                extra["action"] = "append"
             parser.add_argument(_flag(f.name), dest=f.name, type=m.get("parse"),
                                 choices=m.get("choices"), default=default, metavar=m.get("metavar"),
                                 help=f"{m['help']} (default: {default})", **extra)  # fmt: skip
@@ -154,7 +158,7 @@ def _convert(f: dataclasses.Field, value, where: str):
             return None
         if isinstance(default, dict) and not isinstance(value, dict):
             raise ValueError(f"must be a table, got {type(value).__name__}")
-        if m.get("nargs"):  # a list of words: each parsed
+        if m.get("nargs") or m.get("append"):  # a list of words: each parsed
             words = value if isinstance(value, list) else [value]
             value = [parse(str(w)) if parse else str(w) for w in words]
         else:

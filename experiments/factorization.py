@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from clustering.power_grid.__main__ import main as power_grid_main
-from experiments._argv import to_argv
+from clustering.power_grid.__main__ import FactorizeConfig, factorize
 from experiments.runs import Run, markdown_table
 
 
@@ -17,11 +16,12 @@ def run(run: Run, progress: bool = True) -> None:
         name = variant["name"]
         out = run.root / name
         options = {**cfg["pipeline"], **{k: v for k, v in variant.items() if k != "name"}}
-        argv = to_argv({**options, "seed": cfg["seed"], "out": out, "no_progress": not progress})
+        config = FactorizeConfig.from_mapping(
+            {**options, "seed": cfg["seed"], "out": str(out), "progress": progress},
+            source=f"{cfg.get('_source', 'config')} [pipeline] + variant {name}",
+        )
         with run.stage(f"{name}: collect + MI + factorize"):
-            code = power_grid_main(argv)
-        if code:
-            raise RuntimeError(f"power-grid pipeline failed for variant {name} (exit {code})")
+            factorize(config)
         summary = json.loads((out / "summary.json").read_text())
         agree = summary["agreement"]
         row = {

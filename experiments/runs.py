@@ -135,24 +135,6 @@ def _check_keys(table: dict, schema: dict, where: str) -> None:
             raise UserError(f"{where}: {key} must be {_type_name(expected)}")
 
 
-def _check_cli_options(table: dict, parser, where: str, required: dict) -> None:
-    """A table of command-line options: known options with values the CLI accepts."""
-    from experiments._argv import to_argv
-
-    known = {a.dest for a in parser._actions if a.dest != "help"}
-    unknown = sorted(k for k in table if k not in known)
-    if unknown:
-        raise UserError(
-            f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
-
-    def error(message):
-        raise UserError(f"{where}: {message}")
-
-    parser.error = error
-    parser.parse_args(to_argv({**required, **table}))
-
-
 def _names(tables: list[dict], where: str) -> None:
     names = [t.get("name") for t in tables]
     if not all(isinstance(n, str) and n for n in names):
@@ -180,26 +162,21 @@ def validate_config(experiment: str, cfg: dict, source: str = "config") -> None:
             if not all(_type_ok(q, _NUMBER) and 0 <= q < 1 for q in cfg[key]):
                 raise UserError(f"{source}: {key} must be numbers in [0, 1)")
     elif experiment == "factorization":
-        from clustering.power_grid.__main__ import build_parser
+        from clustering.power_grid.__main__ import FactorizeConfig
 
-        _check_cli_options(cfg["pipeline"], build_parser(), f"{source} [pipeline]", {})
+        FactorizeConfig.from_mapping(cfg["pipeline"], f"{source} [pipeline]")
         _names(cfg["variant"], f"{source} [[variant]]")
         for variant in cfg["variant"]:
             options = {**cfg["pipeline"], **{k: v for k, v in variant.items() if k != "name"}}
-            where = f"{source} [[variant]] {variant['name']}"
-            _check_cli_options(options, build_parser(), where, {})
+            FactorizeConfig.from_mapping(options, f"{source} [[variant]] {variant['name']}")
     elif experiment == "training":
         from distributed_grid2op.evaluation import EvaluateConfig
-        from distributed_grid2op.scenarios.__main__ import build_parser
-
-        try:
-            from distributed_grid2op.main import TrainConfig
-        except ImportError:  # where it lived before
-            from distributed_grid2op.training import TrainConfig
+        from distributed_grid2op.main import TrainConfig
+        from distributed_grid2op.scenarios.__main__ import ScenariosConfig
 
         if "scenarios" in cfg:
             where = f"{source} [scenarios]"
-            _check_cli_options(cfg["scenarios"], build_parser(), where, {"out": "scenarios"})
+            ScenariosConfig.from_mapping({"out": "scenarios", **cfg["scenarios"]}, where)
         if "seeds" in cfg and not all(_type_ok(s, int) for s in cfg["seeds"]):
             raise UserError(f"{source}: seeds must be a list of integers")
         env = dict(cfg.get("env", {}))

@@ -186,7 +186,7 @@ def test_corrupted_weights_are_one_error(trained, tmp_path, capsys, damage):
         ("factorization", "seed = 1\n[pipeline]\nepisodes = 1\n[[variant]]\nname = 'a'\n"
          "colour = 'red'\n", "unknown option(s) colour"),
         ("factorization", "seed = 1\n[pipeline]\nepisodes = 'x'\n[[variant]]\nname = 'a'\n",
-         "--episodes"),
+         "episodes"),
         ("training", "seed = 1\n[scenarios]\nn = 2\nfoo = 1\n[train]\n[[variant]]\nname='a'\n"
          "[[evaluate]]\nname='b'\n", "[scenarios]: unknown option(s) foo"),
         ("training", "seed = 1\n[train]\n[[variant]]\nname='a'\nwat = 1\n[[evaluate]]\nname='b'\n",

@@ -10,6 +10,7 @@ reproduces the thesis route: a single shuffle and quantile + connected component
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 from clustering.power_grid.collect import MODES
@@ -24,6 +25,7 @@ from distributed_grid2op.cli import (
     run,
     unit_float,
 )
+from distributed_grid2op.config import Config, option
 
 QUICK = {"n_episodes": 100, "n_samples": 2000, "n_permutations": 1}
 
@@ -50,118 +52,113 @@ def _quantile(text: str) -> float:
     return value
 
 
+@dataclass
+class FactorizeConfig(Config):
+    """Every option of ``python -m clustering.power_grid`` (and of `factorize`); unset numbers
+    take the defaults of `PipelineConfig` or of the ``--quick`` / ``--thesis`` presets."""
+
+    env: str = option(DEFAULT_ENV, "bundled env name or env folder path")
+    episodes: int | None = option(None, "max episodes per substation (default 1000)",
+                                  parse=positive_int)  # fmt: skip
+    samples: int | None = option(None, "transitions per substation (default 50000)",
+                                 parse=positive_int)  # fmt: skip
+    quantile: list | None = option(None, "column quantile of the thesis method, repeatable "
+                                   "(default 0.7)", parse=_quantile, append=True)  # fmt: skip
+    permutations: int | None = option(None, "shuffles in the MI null (default 5; thesis 1)",
+                                      parse=positive_int)  # fmt: skip
+    k: float | None = option(None, "KSG neighbours: integer, or fraction of N (default 0.05 = "
+                             "N/20)", parse=_k)  # fmt: skip
+    seed: int = option(29, "seed of episodes, agents and shuffles", parse=int)
+    out: str | None = option(None, "output folder (default runs/power_grid/<env>)", results=False)
+    method: str | None = option(None, "factorization method (default spectral; --thesis: "
+                                "components)", choices=METHODS)  # fmt: skip
+    mode: str | None = option(None, "collection mode (default thesis)", choices=MODES)
+    quick: bool = option(False, "small settings for a fast look (100 episodes, 2000 samples, "
+                         "1 shuffle)")  # fmt: skip
+    resume: bool = option(False, "continue a collection already in --out", results=False)
+    thesis: bool = option(False, "the thesis route exactly: 1 shuffle, quantile-only "
+                          "threshold + components")  # fmt: skip
+    drop_terminal: bool = option(False, "drop terminal (game-over) transitions")
+    thermal_limit_scale: float = option(1.0, "multiply every thermal limit", parse=positive_float)
+    max_steps: int | None = option(None, "steps per episode (default: chronic length; simulate "
+                                   "mode: 100-step segments)", parse=positive_int)  # fmt: skip
+    action_set: str | None = option(None, "a reduced action set (actions.json of python -m "
+                                    "distributed_grid2op.actions): each substation's random "
+                                    "topology is drawn from its actions; substations without "
+                                    "any are not collected")  # fmt: skip
+    workers: int | None = option(None, "parallel workers", cli=False, results=False)
+    ray: str | None = option(None, "Ray address", cli=False, results=False)
+    progress: bool = option(True, "progress bars", results=False)
+
+    def to_pipeline(self) -> PipelineConfig:
+        """The `PipelineConfig` of these options (presets first, then explicit values)."""
+        cfg = PipelineConfig(env=self.env, seed=self.seed, resume=self.resume,
+                             thermal_limit_scale=self.thermal_limit_scale,
+                             progress=self.progress)  # fmt: skip
+        if self.thesis:
+            cfg.mode, cfg.method, cfg.n_permutations, cfg.label = (
+                "thesis",
+                "components",
+                1,
+                "thesis",
+            )
+        if self.quick:
+            for key, value in QUICK.items():
+                setattr(cfg, key, value)
+            cfg.label = f"{cfg.label}-quick"
+        for attr, value in (("n_episodes", self.episodes), ("n_samples", self.samples),
+                            ("n_permutations", self.permutations), ("k", self.k),
+                            ("method", self.method), ("mode", self.mode),
+                            ("max_steps", self.max_steps),
+                            ("action_set", None if self.action_set is None else Path(self.action_set))):  # fmt: skip
+            if value is not None:
+                setattr(cfg, attr, value)
+        if self.quantile:
+            cfg.quantiles = tuple(self.quantile)
+        cfg.drop_terminal = bool(self.drop_terminal)
+        name = Path(self.env).name if Path(self.env).is_dir() else self.env
+        cfg.out = Path(self.out) if self.out is not None else Path("runs") / "power_grid" / name
+        if self.workers is not None:
+            cfg.workers = self.workers
+        return cfg
+
+
+def factorize(config: FactorizeConfig, *, executor=None) -> dict:
+    """Collect, estimate MI and factorize as ``config`` says; the summary (the command's
+    Python face). A user mistake is refused before any worker starts."""
+    from distributed_grid2op.execution import executor_for
+
+    cfg = config.to_pipeline()
+    cfg.validate()
+    own = executor is None
+    if own:
+        executor = executor_for(config.workers, config.ray)
+    try:
+        return run_pipeline(cfg, executor=executor)
+    finally:
+        if own:
+            executor.close()
+
+
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m clustering.power_grid", description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--env",
-        default=DEFAULT_ENV,
-        help="bundled env name or env folder path (default %(default)s)",
-    )
-    p.add_argument(
-        "--episodes", type=positive_int, help="max episodes per substation (default 1000)"
-    )
-    p.add_argument(
-        "--samples", type=positive_int, help="transitions per substation (default 50000)"
-    )
-    p.add_argument(
-        "--quantile",
-        type=_quantile,
-        action="append",
-        help="column quantile of the thesis method, repeatable (default 0.7)",
-    )
-    p.add_argument(
-        "--permutations", type=positive_int, help="shuffles in the MI null (default 5; thesis 1)"
-    )
-    p.add_argument(
-        "--k", type=_k, help="KSG neighbours: integer, or fraction of N (default 0.05 = N/20)"
-    )
-    p.add_argument(
-        "--seed", type=int, default=29, help="seed of episodes, agents and shuffles (default 29)"
-    )
+    FactorizeConfig.add_arguments(p)
     add_executor_arguments(p, default_workers=None)  # --workers: collection workers, MI threads
-    p.add_argument("--out", type=Path, help="output folder (default runs/power_grid/<env>)")
-    p.add_argument(
-        "--method",
-        choices=METHODS,
-        help="factorization method (default spectral; --thesis: components)",
-    )
-    p.add_argument("--mode", choices=MODES, help="collection mode (default thesis)")
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="small settings for a fast look (100 episodes, 2000 samples, 1 shuffle)",
-    )
-    p.add_argument("--resume", action="store_true", help="continue a collection already in --out")
-    p.add_argument(
-        "--thesis",
-        action="store_true",
-        help="the thesis route exactly: 1 shuffle, quantile-only threshold + components",
-    )
-    p.add_argument(
-        "--drop-terminal", action="store_true", help="drop terminal (game-over) transitions"
-    )
-    p.add_argument(
-        "--thermal-limit-scale",
-        type=positive_float,
-        default=1.0,
-        help="multiply every thermal limit (default 1.0)",
-    )
-    p.add_argument(
-        "--max-steps",
-        type=positive_int,
-        help="steps per episode (default: chronic length; simulate mode: 100-step segments)",
-    )
-    p.add_argument(
-        "--action-set",
-        type=Path,
-        help="a reduced action set (actions.json of python -m distributed_grid2op.actions): "
-        "each substation's random topology is drawn from its actions; substations without "
-        "any are not collected",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
 def config_from_args(args) -> PipelineConfig:
-    cfg = PipelineConfig(
-        env=args.env,
-        seed=args.seed,
-        resume=args.resume,
-        thermal_limit_scale=args.thermal_limit_scale,
-        progress=not args.no_progress,
-    )
-    if args.thesis:
-        cfg.mode, cfg.method, cfg.n_permutations, cfg.label = "thesis", "components", 1, "thesis"
-    if args.quick:
-        for key, value in QUICK.items():
-            setattr(cfg, key, value)
-        cfg.label = f"{cfg.label}-quick"
-    for attr, value in (
-        ("n_episodes", args.episodes),
-        ("n_samples", args.samples),
-        ("n_permutations", args.permutations),
-        ("k", args.k),
-        ("method", args.method),
-        ("mode", args.mode),
-        ("max_steps", args.max_steps),
-        ("action_set", args.action_set),
-    ):
-        if value is not None:
-            setattr(cfg, attr, value)
-    if args.quantile:
-        cfg.quantiles = tuple(args.quantile)
-    cfg.drop_terminal = bool(args.drop_terminal)
-    name = Path(args.env).name if Path(args.env).is_dir() else args.env
-    cfg.out = args.out if args.out is not None else Path("runs") / "power_grid" / name
-    return cfg
+    """The `PipelineConfig` of parsed options."""
+    return FactorizeConfig.from_args(args).to_pipeline()
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = config_from_args(args)
+    config = FactorizeConfig.from_args(args)
+    cfg = config.to_pipeline()
     cfg.validate()  # a user mistake is refused before any worker starts
     with executor_from_args(args) as executor:
-        summary = run_pipeline(cfg, executor=executor)
+        summary = factorize(config, executor=executor)
     sizes = ", ".join(
         f"{len(c['substations'])} subs/{len(c['lines'])} lines" for c in summary["clusters"]
     )
