@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from distributed_grid2op.agents.ppo import PPOConfig, PPOLearner, evaluate_gym, gae, train_gym
+from distributed_grid2op.agents.learners import evaluate_gym
+from distributed_grid2op.agents.ppo import PPOConfig, PPOLearner, gae, train_gym
 
 #: CartPole budget: 60 000 env steps, seed 1 (measured: ~33 s single core, greedy return ~484)
 CARTPOLE = PPOConfig(hidden=(64, 64), learning_rate=2.5e-4, anneal_lr=True, ent_coef=0.0, reward_scale=1.0,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from distributed_grid2op.agents.learners import LEARNERS, learner_entry
-from distributed_grid2op.agents.sac import SACConfig, SACLearner, evaluate_gym, train_gym
+from distributed_grid2op.agents.learners import LEARNERS, evaluate_gym, learner_entry
+from distributed_grid2op.agents.sac import SACConfig, SACLearner, train_gym
 
 
 @pytest.mark.slow

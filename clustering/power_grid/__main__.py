@@ -90,6 +90,11 @@ class FactorizeConfig(Config):
     ray: str | None = option(None, "Ray address", cli=False, results=False)
     progress: bool = option(True, "progress bars", results=False)
 
+    def validate(self):
+        """The pipeline's own checks (quantiles, k vs samples, ...), before anything runs."""
+        self.to_pipeline().validate()
+        return self
+
     def to_pipeline(self) -> PipelineConfig:
         """The `PipelineConfig` of these options (presets first, then explicit values)."""
         cfg = PipelineConfig(env=self.env, seed=self.seed, resume=self.resume,
@@ -147,16 +152,9 @@ def build_parser() -> ArgumentParser:
     return p
 
 
-def config_from_args(args) -> PipelineConfig:
-    """The `PipelineConfig` of parsed options."""
-    return FactorizeConfig.from_args(args).to_pipeline()
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    config = FactorizeConfig.from_args(args)
-    cfg = config.to_pipeline()
-    cfg.validate()  # a user mistake is refused before any worker starts
+    config = FactorizeConfig.from_args(args)  # a user mistake is refused before any worker
     with executor_from_args(args) as executor:
         summary = factorize(config, executor=executor)
     sizes = ", ".join(
@@ -170,7 +168,7 @@ def main(argv=None) -> int:
     )
     print(
         f"{len(summary['clusters'])} cluster(s) [{sizes}] by {summary['method']} ({summary['mode']} mode){extra}; "
-        f"{summary['timings_s']['total']:.0f} s; outputs in {cfg.out}"
+        f"{summary['timings_s']['total']:.0f} s; outputs in {config.to_pipeline().out}"
     )
     return 0
 

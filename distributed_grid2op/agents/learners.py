@@ -70,6 +70,24 @@ def make_learner(name: str, n_obs: int, action_set, config: Any = None, seed: in
     return entry.cls(n_obs, action_set.n, config or entry.config(), seed=seed)
 
 
+def evaluate_gym(learner, env_id: str, episodes: int = 10, seed: int = 10_000) -> float:
+    """Average undiscounted return of a learner's deterministic policy on a gymnasium env
+    (any learner: only ``act(obs, deterministic=True)`` is called)."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    total = 0.0
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
+        done = False
+        while not done:
+            obs, r, term, trunc, _ = env.step(learner.act(obs, deterministic=True)[0])
+            total += float(r)
+            done = term or trunc
+    env.close()
+    return total / episodes
+
+
 def _register_builtin() -> None:
     from distributed_grid2op.agents.ppo import PPOConfig, PPOLearner
     from distributed_grid2op.agents.sac import SACConfig, SACLearner

@@ -7,7 +7,8 @@ Trajectories are recorded whole (`record`), so they may come from other processe
 in, arrays out) and be of any length, which suits the grid where a cluster decides only at
 some steps of an episode.
 
-`train_gym` runs the same learner on a gymnasium env; the CartPole test proves it learns.
+`train_gym` runs the same learner on a gymnasium env; the CartPole test proves it learns
+(scored with `learners.evaluate_gym`).
 """
 
 from __future__ import annotations
@@ -362,22 +363,3 @@ def train_gym(
         learner.update(gen, lr_frac=1.0 - u / n_updates)
     env.close()
     return learner
-
-
-def evaluate_gym(
-    learner: PPOLearner, env_id: str = "CartPole-v1", episodes: int = 10, seed: int = 10_000
-) -> float:
-    """Average undiscounted return of the greedy (argmax) policy."""
-    import gymnasium as gym
-
-    env = gym.make(env_id)
-    total = 0.0
-    for ep in range(episodes):
-        obs, _ = env.reset(seed=seed + ep)
-        done = False
-        while not done:
-            obs, r, term, trunc, _ = env.step(learner.act(obs, deterministic=True)[0])
-            total += float(r)
-            done = term or trunc
-    env.close()
-    return total / episodes

@@ -13,7 +13,7 @@ off-policy), ``update``, ``state_dict`` / ``load_state_dict``, ``policy_state`` 
 ``load_policy_state``. Actions are in the box ``[low, high]`` the learner was made with.
 
 `train_gym` runs it on a gymnasium env with a box action space; the Pendulum test proves it
-learns.
+learns (scored with `learners.evaluate_gym`).
 """
 
 from __future__ import annotations
@@ -283,22 +283,3 @@ def train_gym(
         learner.update()
     env.close()
     return learner
-
-
-def evaluate_gym(
-    learner: SACLearner, env_id: str = "Pendulum-v1", episodes: int = 10, seed: int = 10_000
-) -> float:
-    """Average undiscounted return of the deterministic (mean) policy."""
-    import gymnasium as gym
-
-    env = gym.make(env_id)
-    total = 0.0
-    for ep in range(episodes):
-        obs, _ = env.reset(seed=seed + ep)
-        done = False
-        while not done:
-            obs, r, term, trunc, _ = env.step(learner.act(obs, deterministic=True)[0])
-            total += float(r)
-            done = term or trunc
-    env.close()
-    return total / episodes
