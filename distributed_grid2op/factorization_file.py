@@ -1,4 +1,10 @@
-"""Read and validate ``factorization.json`` (format 1, see ARCHITECTURE.md).
+"""Read and validate ``factorization.json`` (formats 1 and 2, see ARCHITECTURE.md).
+
+Format 1: per cluster its ``substations`` and ``lines``. Format 2 (continuous control) adds
+per cluster its ``generators`` and ``storages`` (ids; every cluster lists both, and every
+unit is in exactly one cluster). A format 1 file gets its units from the substations
+(`FactorizationFile.with_units`: a unit belongs to the cluster owning its substation).
+`FactorizationFile.to_dict` writes format 2 when the clusters carry units, else format 1.
 
 `distributed_grid2op` never imports `clustering`: the file format is the contract.
 """
@@ -7,21 +13,34 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 from distributed_grid2op.errors import UserError
 
 FORMAT = 1
+#: format of a file whose clusters carry generators and storage units
+UNITS_FORMAT = 2
+READABLE_FORMATS = (FORMAT, UNITS_FORMAT)
+UNIT_KINDS = ("generators", "storages")
 
 
 @dataclass(frozen=True)
 class Cluster:
-    """One sub-problem: the substations its agent controls and the lines it watches."""
+    """One sub-problem: the substations its agent controls, the lines it watches and, in
+    format 2, the generators and storage units it controls (None: not given)."""
 
     substations: tuple[int, ...]
     lines: tuple[int, ...]
+    generators: tuple[int, ...] | None = None
+    storages: tuple[int, ...] | None = None
+
+    def to_dict(self) -> dict:
+        d = {"substations": list(self.substations), "lines": list(self.lines)}
+        if self.generators is not None:
+            d.update(generators=list(self.generators), storages=list(self.storages or ()))
+        return d
 
 
 @dataclass(frozen=True)
@@ -42,25 +61,57 @@ class FactorizationFile:
     def n_line(self) -> int:
         return sum(len(c.lines) for c in self.clusters)
 
+    @property
+    def has_units(self) -> bool:
+        """Whether the clusters carry generators and storage units (format 2)."""
+        return self.clusters[0].generators is not None
+
     def cluster_of_substation(self) -> dict[int, int]:
         """Map substation id -> cluster index."""
         return {s: i for i, c in enumerate(self.clusters) for s in c.substations}
+
+    def with_units(self, gen_to_subid, storage_to_subid) -> FactorizationFile:
+        """The clusters with their units: each generator and storage unit in the cluster
+        owning its substation (``gen_to_subid``, ``storage_to_subid``: the grid's
+        ``type(env).gen_to_subid`` and ``storage_to_subid``). Units already given are kept."""
+        if self.has_units:
+            return self
+        owner = self.cluster_of_substation()
+        units = {}
+        for kind, to_sub in zip(UNIT_KINDS, (gen_to_subid, storage_to_subid)):
+            subs = [int(s) for s in to_sub]
+            lost = sorted({s for s in subs if s not in owner})
+            if lost:
+                raise UserError(
+                    f"{self.source}: substations {lost} of some {kind} are in no cluster"
+                )
+            units[kind] = [tuple(u for u, s in enumerate(subs) if owner[s] == i)
+                           for i in range(len(self.clusters))]  # fmt: skip
+        clusters = tuple(
+            replace(c, generators=g, storages=st)
+            for c, g, st in zip(self.clusters, units["generators"], units["storages"])
+        )
+        return replace(self, clusters=clusters)
 
     def centralized(self) -> FactorizationFile:
         """The same grid as one cluster (the centralised baseline)."""
         subs = tuple(sorted(s for c in self.clusters for s in c.substations))
         lines = tuple(sorted(ln for c in self.clusters for ln in c.lines))
-        return FactorizationFile((Cluster(subs, lines),), self.env, "centralized", {}, self.source)
+        units = {}
+        if self.has_units:
+            units = {k: tuple(sorted(u for c in self.clusters for u in getattr(c, k)))
+                     for k in UNIT_KINDS}  # fmt: skip
+        return FactorizationFile((Cluster(subs, lines, **units),), self.env, "centralized", {},
+                                 self.source)  # fmt: skip
 
     def to_dict(self) -> dict:
+        """The file's content: format 2 when the clusters carry units, else format 1."""
         return {
-            "format": FORMAT,
+            "format": UNITS_FORMAT if self.has_units else FORMAT,
             "env": self.env,
             "method": self.method,
             "params": self.params or {},
-            "clusters": [
-                {"substations": list(c.substations), "lines": list(c.lines)} for c in self.clusters
-            ],
+            "clusters": [c.to_dict() for c in self.clusters],
         }
 
 
@@ -73,25 +124,45 @@ def _ids(value, what: str, where: str) -> tuple[int, ...]:
 
 
 def parse_factorization(
-    data: dict, *, n_sub: int | None = None, n_line: int | None = None, source: str = "<memory>"
+    data: dict,
+    *,
+    n_sub: int | None = None,
+    n_line: int | None = None,
+    n_gen: int | None = None,
+    n_storage: int | None = None,
+    source: str = "<memory>",
 ) -> FactorizationFile:
-    """Validate a decoded factorization; with grid sizes, check the partition is total."""
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise UserError(f"{source}: not a factorization file of format {FORMAT}")
+    """Validate a decoded factorization (format 1 or 2); with grid sizes, check that the
+    partition is total (units only in format 2)."""
+    fmt = data.get("format") if isinstance(data, dict) else None
+    if fmt not in READABLE_FORMATS or isinstance(fmt, bool):
+        raise UserError(f"{source}: not a factorization file of format 1 or 2")
     raw = data.get("clusters")
     if not isinstance(raw, list) or not raw:
-        raise UserError(f"{source}: 'clusters' must be a non-empty list")
+        raise UserError(f"{source}: a factorization file of format {fmt} needs a non-empty "
+                        "'clusters' list")  # fmt: skip
     clusters = []
     for i, c in enumerate(raw):
+        where = f"{source}: cluster {i}"
         if not isinstance(c, dict):
-            raise UserError(f"{source}: cluster {i} must be an object with substations and lines")
+            raise UserError(f"{where} must be an object with substations and lines")
+        units = {}
+        if fmt == UNITS_FORMAT:
+            absent = [k for k in UNIT_KINDS if k not in c]
+            if absent:
+                raise UserError(f"{where} has no {' and no '.join(absent)} (format 2 lists both)")
+            units = {k: _ids(c[k], k, where) for k in UNIT_KINDS}
         clusters.append(
             Cluster(
-                _ids(c.get("substations"), "substations", f"{source}: cluster {i}"),
-                _ids(c.get("lines"), "lines", f"{source}: cluster {i}"),
-            )
+                _ids(c.get("substations"), "substations", where),
+                _ids(c.get("lines"), "lines", where),
+                **units,
+            )  # fmt: skip
         )
-    for kind, size in (("substations", n_sub), ("lines", n_line)):
+    sizes = [("substations", n_sub), ("lines", n_line)]
+    if fmt == UNITS_FORMAT:
+        sizes += [("generators", n_gen), ("storages", n_storage)]
+    for kind, size in sizes:
         ids = [x for c in clusters for x in getattr(c, kind)]
         dup = sorted({x for x in ids if ids.count(x) > 1})
         if dup:
@@ -111,7 +182,8 @@ def parse_factorization(
 def load_factorization(path: str | Path | None = None, *, env=None) -> FactorizationFile:
     """Load ``path`` (default: the thesis case14 partition shipped with the package).
 
-    With ``env``, check that every substation and line of its grid is in exactly one cluster.
+    With ``env``, check that every substation and line of its grid (and in format 2 every
+    generator and storage unit) is in exactly one cluster.
     """
     if path is None:
         text = (
@@ -132,7 +204,10 @@ def load_factorization(path: str | Path | None = None, *, env=None) -> Factoriza
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{source}: malformed JSON ({exc.msg} at line {exc.lineno})") from exc
-    sizes = {} if env is None else {"n_sub": int(env.n_sub), "n_line": int(env.n_line)}
+    sizes = {}
+    if env is not None:
+        sizes = {"n_sub": int(env.n_sub), "n_line": int(env.n_line), "n_gen": int(env.n_gen),
+                 "n_storage": int(env.n_storage)}  # fmt: skip
     fact = parse_factorization(data, source=source, **sizes)
     if env is not None:
         _warn_other_env(fact, env)
