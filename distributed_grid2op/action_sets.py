@@ -36,8 +36,9 @@ class ActionSet(ABC):
         """Legal choices now (discrete sets; None for box sets: every value is made legal)."""
 
     @abstractmethod
-    def to_grid2op(self, choice):
-        """The grid2op action of ``choice`` (an index, or a vector for box sets)."""
+    def to_grid2op(self, choice, observation=None):
+        """The grid2op action of ``choice`` (an index, or a vector for box sets, which need
+        the current ``observation`` to make it legal)."""
 
     def describe(self) -> dict:
         """JSON summary (kind and size)."""
@@ -93,7 +94,7 @@ class TopologyActionSet(ActionSet):
         mask[0] = True
         return mask
 
-    def to_grid2op(self, choice):
+    def to_grid2op(self, choice, observation=None):
         i = int(choice)
         if not 0 <= i < self.n:
             raise UserError(f"action index {i} out of range [0, {self.n})")
@@ -124,3 +125,5 @@ def check_enumerable(env, substations) -> None:
 
 #: action-set kinds by name (a new kind: one class + one entry)
 ACTION_SETS: dict[str, type[ActionSet]] = {"topology": TopologyActionSet}
+
+from distributed_grid2op import continuous  # noqa: E402, F401 - registers "continuous"

@@ -1,0 +1,186 @@
+"""Continuous action sets: any network output maps to an action grid2op accepts (never
+illegal, ambiguous, or an infeasible dispatch), along episodes of a 14-bus grid with storage
+and of the 118-bus grid with curtailment; bounds on crafted states; bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from grid2op.Exceptions import AmbiguousAction, IllegalAction
+
+from distributed_grid2op.action_sets import ACTION_SETS, TopologyActionSet
+from distributed_grid2op.continuous import (
+    ContinuousActionSet,
+    UnitValues,
+    legal_action,
+    redispatch_bounds,
+    storage_bounds,
+    supported_kinds,
+)
+from distributed_grid2op.envs import make_env
+from distributed_grid2op.errors import UserError
+from distributed_grid2op.factorization_file import load_factorization
+
+
+@pytest.fixture(scope="module")
+def storage_env():
+    env = make_env("educ_case14_storage", seed=0)
+    yield env
+    env.close()
+
+
+@pytest.fixture(scope="module")
+def idf_env():
+    env = make_env("l2rpn_idf_2023", seed=0)
+    yield env
+    env.close()
+
+
+def _problems(info) -> list:
+    """What makes an action refused or a game over of the dispatch."""
+    out = [e for e in info["exception"] if isinstance(e, IllegalAction | AmbiguousAction)]
+    for key in ("is_illegal", "is_ambiguous", "failed_redispatching"):
+        if info[key]:
+            out.append(key)
+    return out
+
+
+def _outputs(rng, n: int, k: int) -> list[np.ndarray]:
+    """Extremes (all +1, all -1, 0, random signs) and ``k`` uniform draws in [-1, 1]^n."""
+    fixed = [np.ones(n), -np.ones(n), np.zeros(n), rng.choice([-1.0, 1.0], n)]
+    return fixed + [rng.uniform(-1.0, 1.0, n) for _ in range(k)]
+
+
+def _walk(env, sets, rng, steps: int, k: int) -> dict:
+    """Along one episode: every output of every set is checked on the state (its own
+    ambiguity check and a simulation of the step), then one of them is played: all +1 for the
+    first third of the steps, all -1 for the second (pushing the units to their limits, where
+    ramps-only bounds fail within 6 steps), a random one after. Returns the sums of the
+    absolute set-points the translations asked for (they must not be all 0)."""
+    obs = env.reset(options={"time serie id": 0})
+    moved = {"redispatch": 0.0, "curtail": 0.0, "storage": 0.0}
+    for t in range(steps):
+        played, phase = None, 3 * t // steps
+        for aset in sets:
+            for i, x in enumerate(_outputs(rng, aset.n, k)):
+                act = aset.to_grid2op(x.astype(np.float32), obs)
+                ambiguous, exc = act.is_ambiguous()
+                assert not ambiguous, exc
+                *_, info = obs.simulate(act, time_step=1)
+                assert not _problems(info), (x, _problems(info))
+                moved["redispatch"] += float(np.abs(act.redispatch).sum())
+                moved["curtail"] += float(np.sum(1.0 - act.curtail[act.curtail >= 0]))
+                moved["storage"] += float(np.abs(act.storage_p).sum())
+                if aset is sets[0] and (phase == i or (phase == 2 and i == 4)):
+                    played = act
+        obs, _, done, info = env.step(played)
+        assert not _problems(info) and not done, _problems(info)
+    return moved
+
+
+def test_every_output_is_legal_along_a_case14_storage_episode(storage_env):
+    """The whole grid's set and each thesis cluster's own set (units by substation)."""
+    env = storage_env
+    assert supported_kinds(env) == ("redispatch", "storage")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # partition made for the sandbox
+        fact = load_factorization(env=env)
+    cls = type(env)
+    fact = fact.with_units(cls.gen_to_subid, cls.storage_to_subid)
+    sets = [ContinuousActionSet.from_env(env)] + [
+        ContinuousActionSet.from_env(env, c.generators, c.storages) for c in fact.clusters
+    ]
+    assert sum(s.n for s in sets[1:]) == sets[0].n == 5  # 3 dispatchable + 2 storage units
+    moved = _walk(env, sets, np.random.default_rng(0), steps=30, k=3)
+    assert moved["redispatch"] > 0 and moved["storage"] > 0
+
+
+def test_every_output_is_legal_on_the_118_bus_grid(idf_env):
+    """Redispatch (20 generators), curtailment (42) and storage (7), a few steps."""
+    env = idf_env
+    aset = ContinuousActionSet.from_env(env)
+    assert aset.n == 20 + 42 + 7 and not aset.limit_infeasible
+    moved = _walk(env, [aset], np.random.default_rng(1), steps=3, k=2)
+    assert moved["redispatch"] > 0 and moved["curtail"] > 0 and moved["storage"] > 0
+
+
+def test_full_curtailment_is_scaled_back_so_the_dispatch_can_follow(idf_env):
+    """Curtailing every renewable generator to 0 is a game over of the dispatch unless the
+    translation scales it back (what it does when the env does not limit it itself)."""
+    env = idf_env
+    obs = env.reset(options={"time serie id": 0})
+    ren = np.flatnonzero(type(env).gen_renewable)
+    values = UnitValues(curtailment=(ren, np.zeros(len(ren))))
+    raw, _ = legal_action(env.action_space, obs, values, limit_infeasible=True)
+    *_, info = obs.simulate(raw, time_step=1)
+    assert info["failed_redispatching"]
+    fitted, legal = legal_action(env.action_space, obs, values)
+    *_, info = obs.simulate(fitted, time_step=1)
+    assert not _problems(info)
+    limits = legal.curtailment[1]
+    assert np.all(limits >= 0) and np.any(limits < 1)  # curtailed, less than asked
+
+
+def test_bounds_on_crafted_states(storage_env):
+    env = storage_env
+    cls = type(env)
+    obs = env.reset(options={"time serie id": 0})
+    full = obs.copy()
+    full.storage_charge = cls.storage_Emax.copy()
+    lo, hi = storage_bounds(full)
+    assert np.all(hi == 0) and np.all(lo < 0)
+    empty = obs.copy()
+    empty.storage_charge = cls.storage_Emin.copy()
+    lo, hi = storage_bounds(empty)
+    assert np.all(lo == 0) and np.all(hi > 0)
+    # half a step of charging room: the power that fills it exactly, through the efficiency
+    half = obs.copy()
+    h = obs.delta_time / 60.0
+    half.storage_charge = cls.storage_Emax - 0.5
+    _, hi = storage_bounds(half)
+    expected = np.minimum(0.5 / (h * cls.storage_charging_efficiency), cls.storage_max_p_absorb)
+    np.testing.assert_allclose(hi, expected, rtol=1e-6)
+
+    g = int(np.flatnonzero(cls.gen_redispatchable)[0])
+    at_max = obs.copy()
+    at_max.gen_p[g] = cls.gen_pmax[g]
+    lo, hi = redispatch_bounds(at_max)
+    assert hi[g] <= 0 and lo[g] == -cls.gen_max_ramp_down[g]
+    off = obs.copy()
+    off.gen_p[g] = 0.0
+    lo, hi = redispatch_bounds(off)
+    assert lo[g] == hi[g] == 0
+    assert np.all(lo[~cls.gen_redispatchable] == 0) and np.all(hi[~cls.gen_redispatchable] == 0)
+    # 0 means no change; +1 / -1 the ends of the legal range
+    aset = ContinuousActionSet.from_env(env, kinds=["redispatch"])
+    lo, hi = redispatch_bounds(obs)
+    r = aset.redispatch
+    np.testing.assert_allclose(aset.values(np.zeros(aset.n), obs).redispatch[1], 0.0)
+    np.testing.assert_allclose(aset.values(np.ones(aset.n), obs).redispatch[1], hi[r])
+    np.testing.assert_allclose(aset.values(-np.ones(aset.n), obs).redispatch[1], lo[r])
+
+
+def test_registered_and_bad_input_is_a_user_error(storage_env):
+    env = storage_env
+    assert ACTION_SETS["continuous"] is ContinuousActionSet
+    topo = TopologyActionSet([env.action_space()], [-1])
+    assert topo.to_grid2op(0, env.reset()) == env.action_space()  # the observation is ignored
+    aset = ContinuousActionSet.from_env(env)
+    assert aset.mask() is None and aset.space.shape == (aset.n,)
+    obs = env.reset()
+    with pytest.raises(UserError, match="5 finite numbers"):
+        aset.to_grid2op(np.zeros(4), obs)
+    with pytest.raises(UserError, match="5 finite numbers"):
+        aset.to_grid2op(np.full(5, np.nan), obs)
+    with pytest.raises(UserError, match="needs the observation"):
+        aset.to_grid2op(np.zeros(5))
+    with pytest.raises(UserError, match="does not support curtailment"):
+        ContinuousActionSet.from_env(env, kinds=["curtailment"])
+    with pytest.raises(UserError, match="unknown continuous kind"):
+        ContinuousActionSet.from_env(env, kinds=["topology"])
+    with pytest.raises(UserError, match=r"unknown generator id\(s\) \[6\]"):
+        ContinuousActionSet.from_env(env, generators=[6])
+    with pytest.raises(UserError, match="at least one unit"):
+        ContinuousActionSet.from_env(env, generators=[2], storages=[])  # 2: renewable
