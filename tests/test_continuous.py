@@ -184,3 +184,53 @@ def test_registered_and_bad_input_is_a_user_error(storage_env):
         ContinuousActionSet.from_env(env, generators=[6])
     with pytest.raises(UserError, match="at least one unit"):
         ContinuousActionSet.from_env(env, generators=[2], storages=[])  # 2: renewable
+
+
+class _Grid:
+    """Class attributes of a crafted 3-generator grid (what `cost` reads from ``type(obs)``)."""
+
+    gen_cost_per_MW = np.array([40.0, 0.0, 70.0])
+
+
+class _Obs(_Grid):
+    def __init__(self, **values):
+        base = dict(delta_time=5.0, actual_dispatch=np.zeros(3), curtailment_mw=np.zeros(3),
+                    gen_p=np.zeros(3), load_p=np.zeros(2), storage_power=np.zeros(1),
+                    rho=np.zeros(4))  # fmt: skip
+        self.__dict__.update({**base, **{k: np.asarray(v, dtype=float) for k, v in values.items()}})
+
+
+def test_cost_terms_on_crafted_values():
+    """Trapezoid over the step (h = 5 min = 1/12 h), currency for priced generators."""
+    from distributed_grid2op.cost import DEFAULT_WEIGHTS, cost_reward, step_costs
+
+    a = _Obs(actual_dispatch=[12.0, -5.0, 0.0], curtailment_mw=[0, 0, 6.0],
+             gen_p=[100.0, 50.0, 20.0], load_p=[100.0, 60.0], storage_power=[4.0],
+             rho=[0.5, 1.3, 0.9, 2.0])  # fmt: skip
+    b = _Obs(actual_dispatch=[-12.0, 0.0, 6.0], curtailment_mw=[0, 0, 18.0],
+             gen_p=[100.0, 50.0, 30.0], load_p=[100.0, 70.0], storage_power=[-2.0],
+             rho=[1.1, 1.0, 0.2, 1.25])  # fmt: skip
+    t = step_costs(a, b)
+    h = 5.0 / 60.0
+    assert t["redispatch"] == pytest.approx(h * (12 * 40 + (12 * 40 + 6 * 70)) / 2)  # gen 1: free
+    assert t["curtailment"] == pytest.approx(h * (6 + 18) / 2)
+    assert t["losses"] == pytest.approx(h * ((170 - 160 - 4) + (180 - 170 + 2)) / 2)
+    assert t["storage"] == pytest.approx(h * (4 + 2) / 2)
+    assert t["overload"] == pytest.approx(0.1 + 0.25)  # next state only
+    expected = -sum(DEFAULT_WEIGHTS[k] * v for k, v in t.items())
+    assert cost_reward(a, b) == pytest.approx(expected)
+    only = {k: 0.0 for k in DEFAULT_WEIGHTS} | {"overload": 2.0}
+    assert cost_reward(a, b, only) == pytest.approx(-0.7)
+    with pytest.raises(UserError, match="unknown cost term"):
+        cost_reward(a, b, {"co2": 1.0})
+
+
+def test_unpriced_redispatch_is_counted_in_mwh():
+    from distributed_grid2op.cost import redispatch_priced, step_costs
+
+    class Unpriced(_Obs):
+        gen_cost_per_MW = np.zeros(3)
+
+    a, b = Unpriced(actual_dispatch=[6.0, -6.0, 0.0]), Unpriced(actual_dispatch=[0.0, 0.0, 0.0])
+    assert not redispatch_priced(a) and redispatch_priced(_Obs())
+    assert step_costs(a, b)["redispatch"] == pytest.approx(5.0 / 60.0 * 12.0 / 2)

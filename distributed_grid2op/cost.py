@@ -1,0 +1,77 @@
+"""Operating cost of one step, term by term, and a reward made of them.
+
+For a step from observation ``obs`` to ``next_obs`` (``h`` = step length in hours,
+``obs.delta_time / 60``), energies use the trapezoid rule over the step's two ends,
+``E = h * (P(obs) + P(next_obs)) / 2``:
+
+- ``redispatch``: ``sum_g |actual_dispatch_g| * gen_cost_per_MW_g``, integrated: in the
+  env's currency units when it prices its generators (any ``gen_cost_per_MW > 0``; unpriced
+  generators then cost 0), else in MWh (every generator at 1 per MWh; `redispatch_priced`
+  says which);
+- ``curtailment``: curtailed renewable energy, ``sum curtailment_mw``, integrated (MWh);
+- ``losses``: ``sum gen_p - sum load_p - sum storage_power`` (storage power > 0 charges),
+  integrated (MWh; shunts are not counted);
+- ``storage``: energy through the storage units, ``sum |storage_power|``, integrated (MWh);
+- ``overload``: ``sum_l max(rho_l - 1, 0)`` of ``next_obs``, the state the step reached
+  (dimensionless, per step).
+
+`cost_reward` is ``-sum_k weight_k * term_k`` with `DEFAULT_WEIGHTS`: 1 per currency unit
+(or MWh) of redispatch, 1 per MWh curtailed or lost, 0 for storage throughput (its losses
+are already in ``losses``) and 100 per unit of line loading above the limit (a line at 110%
+for one step weighs 10, as much as 0.25 MWh of redispatch at 40 per MWh, the price of the
+cheapest case14 generator). Scale the weights to the grid at hand.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from distributed_grid2op.errors import UserError
+
+TERMS = ("redispatch", "curtailment", "losses", "storage", "overload")
+#: weights of `cost_reward` (see the module docstring for their units)
+DEFAULT_WEIGHTS = {"redispatch": 1.0, "curtailment": 1.0, "losses": 1.0, "storage": 0.0,
+                   "overload": 100.0}  # fmt: skip
+
+
+def redispatch_priced(obs) -> bool:
+    """Whether the grid prices its generators (redispatch cost in currency, else MWh)."""
+    return bool(np.any(np.asarray(type(obs).gen_cost_per_MW, dtype=float) > 0))
+
+
+def _powers(obs) -> dict[str, float]:
+    """The instantaneous powers (MW, or currency per hour) of the integrated terms."""
+    price = np.asarray(type(obs).gen_cost_per_MW, dtype=float)
+    if not redispatch_priced(obs):
+        price = np.ones_like(price)
+    storage = np.asarray(getattr(obs, "storage_power", np.zeros(0)), dtype=float)
+    return {
+        "redispatch": float(np.sum(np.abs(np.asarray(obs.actual_dispatch, float)) * price)),
+        "curtailment": float(np.sum(np.asarray(obs.curtailment_mw, dtype=float))),
+        "losses": float(np.sum(obs.gen_p) - np.sum(obs.load_p) - np.sum(storage)),
+        "storage": float(np.sum(np.abs(storage))),
+    }
+
+
+def step_costs(obs, next_obs) -> dict[str, float]:
+    """The cost terms of the step from ``obs`` to ``next_obs`` (module docstring), keyed by
+    `TERMS`."""
+    h = float(next_obs.delta_time) / 60.0
+    before, after = _powers(obs), _powers(next_obs)
+    terms = {k: h * (before[k] + after[k]) / 2.0 for k in before}
+    rho = np.asarray(next_obs.rho, dtype=float)
+    terms["overload"] = float(np.sum(np.maximum(rho - 1.0, 0.0)))
+    return terms
+
+
+def cost_reward(obs, next_obs, weights: dict[str, float] | None = None) -> float:
+    """``-sum_k weights[k] * step_costs(obs, next_obs)[k]``; ``weights`` overrides some of
+    `DEFAULT_WEIGHTS` (an unknown term is a `UserError`)."""
+    w = dict(DEFAULT_WEIGHTS)
+    if weights:
+        unknown = sorted(set(weights) - set(TERMS))
+        if unknown:
+            raise UserError(f"unknown cost term(s) {unknown}; the terms are {list(TERMS)}")
+        w.update({k: float(v) for k, v in weights.items()})
+    terms = step_costs(obs, next_obs)
+    return -float(sum(w[k] * terms[k] for k in TERMS))
