@@ -39,11 +39,16 @@ def redispatch_priced(obs) -> bool:
     return bool(np.any(np.asarray(type(obs).gen_cost_per_MW, dtype=float) > 0))
 
 
+def redispatch_prices(grid) -> np.ndarray:
+    """Price of one MWh of redispatch per generator, shape (n_gen,): ``gen_cost_per_MW`` of
+    ``grid`` (an env's or observation's class), or 1 for every generator when none is priced."""
+    price = np.asarray(grid.gen_cost_per_MW, dtype=float)
+    return price if np.any(price > 0) else np.ones_like(price)
+
+
 def _powers(obs) -> dict[str, float]:
     """The instantaneous powers (MW, or currency per hour) of the integrated terms."""
-    price = np.asarray(type(obs).gen_cost_per_MW, dtype=float)
-    if not redispatch_priced(obs):
-        price = np.ones_like(price)
+    price = redispatch_prices(type(obs))
     storage = np.asarray(getattr(obs, "storage_power", np.zeros(0)), dtype=float)
     return {
         "redispatch": float(np.sum(np.abs(np.asarray(obs.actual_dispatch, float)) * price)),

@@ -44,13 +44,14 @@ import numpy as np
 from scipy.sparse.csgraph import connected_components
 
 from distributed_grid2op.continuous import (
+    ContinuousActionSet,
     UnitValues,
     legal_action,
     redispatch_bounds,
     step_hours,
     storage_bounds,
-    supported_kinds,
 )
+from distributed_grid2op.cost import redispatch_prices
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.loop import DEFAULT_DANGER, Controller, Decision, LoopAgent, Turn
 
@@ -199,25 +200,11 @@ class OPFExpert(LoopAgent):
         super().__init__(action_space, Controller(env, danger=danger, reconnect=reconnect))
         if not 0 < rho_max:
             raise UserError(f"rho_max must be > 0, got {rho_max}")
-        supported = supported_kinds(env)
-        self.kinds = supported if kinds is None else tuple(kinds)
-        unknown = sorted(set(self.kinds) - set(supported))
-        if unknown:
-            raise UserError(f"env {env.env_name!r} does not support {', '.join(unknown)} actions")
-        cls = type(env)
+        units = ContinuousActionSet.from_env(env, kinds=kinds)  # the kinds, checked
+        self.redispatch, self.curtailment = units.redispatch, units.curtailment
+        self.storage, self.limit_infeasible = units.storage, units.limit_infeasible
         self.susceptance = branch_susceptances(env)
-        self.limit_infeasible = bool(env.parameters.LIMIT_INFEASIBLE_CURTAILMENT_STORAGE_ACTION)
-        self.redispatch = (
-            np.flatnonzero(cls.gen_redispatchable)
-            if "redispatch" in self.kinds
-            else np.zeros(0, int)
-        )
-        self.curtailment = (
-            np.flatnonzero(cls.gen_renewable) if "curtailment" in self.kinds else np.zeros(0, int)
-        )
-        self.storage = np.arange(cls.n_storage) if "storage" in self.kinds else np.zeros(0, int)
-        price = np.asarray(cls.gen_cost_per_MW, dtype=float)
-        self.prices = price if np.any(price > 0) else np.ones_like(price)
+        self.prices = redispatch_prices(type(env))
         self.curtailment_price = (
             float(np.max(self.prices)) if curtailment_price is None else float(curtailment_price)
         )
