@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from distributed_grid2op import grid
 from distributed_grid2op.action_sets import check_enumerable
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.grid import controllable_substations, unitary_topologies
@@ -28,6 +29,8 @@ from distributed_grid2op.scoring import best_index, simulated_max_rho
 
 BASELINES = ("do-nothing", "reconnect", "expert")
 DANGER = DEFAULT_DANGER
+#: the expert's revert level: below it, split substations go back to the reference topology
+REVERT = 0.8
 
 
 class DoNothing(LoopAgent):
@@ -71,6 +74,8 @@ class GreedyExpert(LoopAgent):
         budget: at most this many simulations per decision, the candidates nearest the
             overloaded lines first (None: every candidate, in order).
         reconnect: the reconnection rule (`loop.Controller`).
+        revert: below this max rho, a split substation goes back to its reference topology
+            when the simulation keeps max rho below it (`loop.Controller`; None: never).
 
     Attributes:
         candidates_: list of grid2op actions; ``action_id`` indexes it.
@@ -90,13 +95,16 @@ class GreedyExpert(LoopAgent):
         action_file=None,
         budget: int | None = None,
         reconnect: str = "safe",
+        revert: float | None = REVERT,
     ):
-        super().__init__(action_space, Controller(env, danger=danger, reconnect=reconnect))
+        controller = Controller(env, danger=danger, reconnect=reconnect, revert=revert)
+        super().__init__(action_space, controller)
         self.danger, self.env = float(danger), env
         self.budget = None if budget is None else int(budget)
         subs = (
             controllable_substations(env) if substations is None else [int(s) for s in substations]
         )
+        self.reduced = action_file is not None
         if action_file is not None:
             keep = action_file.for_substations(subs)
             self.candidates_ = action_file.to_grid2op(action_space, keep)
@@ -113,27 +121,34 @@ class GreedyExpert(LoopAgent):
     def decide(self, observation, turn: Turn, *, deterministic: bool = True, rng=None):
         """Simulate do-nothing and the candidates (within the budget, nearest the overloads
         first; else every candidate whose substation is not in cooldown); the lowest max rho
-        wins (the first on exact ties), do-nothing unless strictly beaten."""
+        wins (the first on exact ties), do-nothing unless strictly beaten. With a reduced
+        set, returning a split substation to its reference topology is a candidate too
+        (first in its substation; grid2op's full enumeration has it already)."""
         self.n_decisions_ += 1
+        reverts = grid.revert_actions(self.env, observation) if self.reduced else []
+        actions = [a for a, _ in reverts] + self.candidates_
+        subs = np.concatenate([np.asarray([s for _, s in reverts], dtype=np.int64),
+                               self.candidate_subs_])  # fmt: skip
         if self.budget is not None:
             from distributed_grid2op.actions.search import greedy_search
 
-            best, n_sim = greedy_search(observation, self.candidates_, self.candidate_subs_,
-                                        self.env, budget=self.budget, danger=self.danger)  # fmt: skip
-            self.n_simulations_ += n_sim
-            return self._choice(best, n_sim)
-        free = np.asarray(observation.time_before_cooldown_sub)[self.candidate_subs_] == 0
-        scores = np.full(1 + len(self.candidates_), np.inf)
-        scores[0] = simulated_max_rho(observation, self.action_space({}))
-        for i in np.flatnonzero(free):
-            scores[1 + i] = simulated_max_rho(observation, self.candidates_[i])
-        n_sim = 1 + int(free.sum())
+            best, n_sim = greedy_search(observation, actions, subs, self.env,
+                                        budget=self.budget, danger=self.danger)  # fmt: skip
+        else:
+            free = np.asarray(observation.time_before_cooldown_sub)[subs] == 0
+            scores = np.full(1 + len(actions), np.inf)
+            scores[0] = simulated_max_rho(observation, self.action_space({}))
+            for i in np.flatnonzero(free):
+                scores[1 + i] = simulated_max_rho(observation, actions[i])
+            n_sim = 1 + int(free.sum())
+            best = best_index(scores, default=0, tie=0.0) - 1
         self.n_simulations_ += n_sim
-        return self._choice(best_index(scores, default=0, tie=0.0) - 1, n_sim)
-
-    def _choice(self, best: int, n_sim: int):
         if best < 0:
             return self.action_space({}), Decision("expert", simulations=n_sim)
+        if best < len(reverts):
+            return actions[best], Decision("revert", substation=int(subs[best]),
+                                           simulations=n_sim)  # fmt: skip
+        best -= len(reverts)
         sub = int(self.candidate_subs_[best])
         decision = Decision("expert", action_id=int(best), substation=sub, simulations=n_sim)
         return self.candidates_[best], decision
@@ -147,6 +162,7 @@ def make_baseline(
     reconnect: str = "safe",
     action_file=None,
     budget: int | None = None,
+    revert: float | None = REVERT,
 ) -> LoopAgent:
     """A fresh baseline agent by name (``do-nothing``, ``reconnect`` or ``expert``)."""
     if name == "do-nothing":
@@ -155,5 +171,5 @@ def make_baseline(
         return Reconnect(env.action_space, env, reconnect=reconnect)
     if name == "expert":
         return GreedyExpert(env.action_space, env, danger=danger, action_file=action_file,
-                            budget=budget, reconnect=reconnect)  # fmt: skip
+                            budget=budget, reconnect=reconnect, revert=revert)  # fmt: skip
     raise UserError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")

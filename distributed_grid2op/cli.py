@@ -118,6 +118,13 @@ def danger_threshold(text: str) -> float:
     return value
 
 
+def optional_level(text):
+    """argparse type: a max-rho level in (0, 1], or ``none`` (None: the rule is off)."""
+    if text is None or str(text).strip().lower() == "none":
+        return None
+    return danger_threshold(str(text))
+
+
 def add_executor_arguments(
     parser: argparse.ArgumentParser, default_workers: int | None = 1
 ) -> None:

@@ -52,6 +52,7 @@ import pandas as pd
 
 from distributed_grid2op import cli
 from distributed_grid2op.baselines import BASELINES, DANGER, make_baseline
+from distributed_grid2op.baselines import REVERT as EXPERT_REVERT
 from distributed_grid2op.config import Config, option
 from distributed_grid2op.envs import EnvSpec, env_metadata, quiet_grid2op
 from distributed_grid2op.errors import UserError
@@ -126,6 +127,7 @@ class Rules:
     reconnect: str | None = None
     action_set: str | None = None
     expert_budget: int | None = None
+    expert_revert: float | None = EXPERT_REVERT
 
 
 # ---------------------------------------------------------------------------- plan
@@ -220,6 +222,7 @@ def make_agent(run: RunSpec, env, rules: Rules | float | None = None, files: dic
             reconnect=rules.reconnect or "safe",
             action_file=action_file,
             budget=rules.expert_budget,
+            revert=rules.expert_revert,
         )
     from distributed_grid2op.agents.hierarchical import agent_from_files, read_agent_files
 
@@ -536,7 +539,7 @@ def _check_config(path: Path, config: dict) -> None:
             f"{path}: malformed ({exc.msg}); remove it or choose another --out"
         ) from exc
     keys = ("env", "thermal_limit_scale", "seed", "scenarios", "plan", "max_steps", "danger",
-            "reconnect", "expert_budget", "action_set")  # fmt: skip
+            "reconnect", "expert_budget", "expert_revert", "action_set")  # fmt: skip
     diff = [k for k in keys if old.get(k) != config.get(k)]
     if diff:
         raise UserError(
@@ -561,6 +564,7 @@ def evaluate(
     reconnect: str | None = None,
     action_set: str | Path | None = None,
     expert_budget: int | None = None,
+    expert_revert: float | None = EXPERT_REVERT,
 ) -> EvaluationResult:
     """Play every run on the same (scenario, seed) plan and write the CSVs to ``out``.
 
@@ -568,7 +572,8 @@ def evaluate(
     agent's own); the summaries count danger steps at it (``DANGER`` if None).
     ``reconnect``: the reconnection rule of every run (None: ``"safe"`` for baselines, each
     agent's own). ``action_set``: a reduced ``actions.json`` for the expert;
-    ``expert_budget``: its simulations per decision (None: every candidate). ``workers``
+    ``expert_budget``: its simulations per decision (None: every candidate);
+    ``expert_revert``: its revert level (`baselines.GreedyExpert`; None: never). ``workers``
     (None: the CPUs, capped by the episodes) or an ``executor`` of the execution layer.
     Episodes already on disk (same settings, see ``run_config.json``) are reused, so an
     interrupted evaluation resumes where it stopped.
@@ -581,7 +586,8 @@ def evaluate(
         env = LOCAL.env(env_spec)
         split = scenarios or default_split(env)
         plan = plan_episodes(env, split, episodes, seed)
-        rules = Rules(danger, reconnect, _action_text(action_set, env), expert_budget)
+        rules = Rules(danger, reconnect, _action_text(action_set, env), expert_budget,
+                      expert_revert)  # fmt: skip
         agent_files = {}
         for run in runs:  # fail fast (exit 2) on a bad checkpoint, before any worker starts
             if run.kind == "agent":
@@ -596,7 +602,7 @@ def evaluate(
         "backend": env_spec.backend, "thermal_limit_scale": env_spec.thermal_limit_scale,
         "seed": int(seed), "scenarios": split, "episodes": len(plan), "max_steps": max_steps,
         "danger": danger, "reconnect": reconnect, "expert_budget": expert_budget,
-        "action_set": None if rules.action_set is None else json.loads(rules.action_set).get("scoring"),
+        "expert_revert": expert_revert, "action_set": None if rules.action_set is None else json.loads(rules.action_set).get("scoring"),
         "runs": [asdict(r) for r in runs], "plan": plan,
         "grid2op_version": grid2op.__version__,
     }  # fmt: skip
@@ -727,6 +733,10 @@ class EvaluateConfig(Config):
     expert_budget: int | None = option(None, "the expert's simulations per decision, nearest "
                                        "the overloads first (default: every candidate)",
                                        parse=cli.positive_int)  # fmt: skip
+    expert_revert: float | None = option(EXPERT_REVERT, "below this max rho the expert brings "
+                                         "split substations back to their reference topology "
+                                         "when the simulation keeps max rho below it ('none': "
+                                         "never)", parse=cli.optional_level)  # fmt: skip
     backend: str = option("lightsim", "power-flow backend", choices=("lightsim", "pandapower"))
     workers: int | None = option(None, "parallel workers", cli=False, results=False)
     ray: str | None = option(None, "Ray address", cli=False, results=False)
@@ -761,7 +771,8 @@ def run_evaluation(config: EvaluateConfig, *, executor: Executor | None = None) 
                         episodes=config.episodes, seed=config.seed, max_steps=config.max_steps,
                         danger=config.danger, executor=executor, progress=config.progress,
                         reconnect=config.reconnect, action_set=config.action_set,
-                        expert_budget=config.expert_budget)  # fmt: skip
+                        expert_budget=config.expert_budget,
+                        expert_revert=config.expert_revert)  # fmt: skip
     finally:
         if own:
             executor.close()

@@ -74,10 +74,11 @@ def reconnect_action(action_space, obs):
     return action_space({"set_line_status": [(int(lines[0]), 1)]})
 
 
-def safe_reconnect_action(action_space, obs, danger: float = 0.95):
+def safe_reconnect_action(action_space, obs, danger: float = 0.95, exclude=()):
     """The safest legal line reconnection, or ``None`` when none is safe.
 
-    Every legally reconnectable line (`reconnectable_lines`) is simulated
+    Every legally reconnectable line (`reconnectable_lines`) but those in ``exclude`` is
+    simulated
     (`distributed_grid2op.scoring.simulated_max_rho`); the one with the lowest simulated max
     rho is returned if it does not make the max loading worse than do-nothing, or if it keeps
     it below ``danger``. A reconnection whose simulation fails is never returned. Costs one
@@ -87,6 +88,8 @@ def safe_reconnect_action(action_space, obs, danger: float = 0.95):
     from distributed_grid2op.scoring import TIE, simulated_max_rho
 
     lines = reconnectable_lines(obs)
+    if len(exclude):
+        lines = lines[~np.isin(lines, np.asarray(list(exclude), dtype=np.int64))]
     if lines.size == 0:
         return None
     best, best_rho = None, float("inf")
@@ -101,3 +104,40 @@ def safe_reconnect_action(action_space, obs, danger: float = 0.95):
         return best
     baseline = simulated_max_rho(obs, action_space({}))
     return best if best_rho <= baseline + TIE else None
+
+
+def split_substations(env, obs) -> np.ndarray:
+    """Substations with at least one element on a bus other than 1 (off their reference
+    topology)."""
+    topo = np.asarray(obs.topo_vect)
+    sub = np.repeat(np.arange(env.n_sub), np.asarray(env.sub_info))
+    return np.unique(sub[topo >= 2])
+
+
+def revert_actions(env, obs) -> list[tuple[object, int]]:
+    """``(action, substation)`` returning each split substation not in cooldown to its
+    reference topology: its elements on bus 2 or more set back to bus 1, the others left as
+    they are (a disconnected element stays disconnected)."""
+    subs = split_substations(env, obs)
+    cooldown = np.asarray(obs.time_before_cooldown_sub)
+    topo = np.asarray(obs.topo_vect)
+    starts = np.concatenate([[0], np.cumsum(env.sub_info)[:-1]])
+    out = []
+    for s in subs[cooldown[subs] == 0] if subs.size else subs:
+        cur = topo[starts[s] : starts[s] + int(env.sub_info[s])]
+        vec = np.where(cur >= 2, 1, 0).astype(int).tolist()  # 0: element left as it is
+        out.append((env.action_space({"set_bus": {"substations_id": [(int(s), vec)]}}), int(s)))
+    return out
+
+
+def revert_action(env, obs, level: float):
+    """``(action, substation)``: the `revert_actions` candidate with the lowest simulated max
+    rho, if that stays below ``level``; ``None`` otherwise (one simulation per candidate)."""
+    from distributed_grid2op.scoring import TIE, simulated_max_rho
+
+    best, best_rho = None, float("inf")
+    for action, sub in revert_actions(env, obs):
+        rho = simulated_max_rho(obs, action)
+        if rho < best_rho - TIE:
+            best, best_rho = (action, sub), rho
+    return best if best is not None and best_rho < float(level) else None

@@ -6,9 +6,16 @@ Per grid step the `Controller` (the hierarchical rules) says what happens:
    default) only if its simulation does not make the max loading worse than doing nothing
    (or keeps it below the danger threshold), the best such line when several are
    reconnectable (`grid.safe_reconnect_action`); ``"first"``: the first legal one blindly;
-   ``"none"``: never;
-2. do nothing while max rho < the danger threshold (a `Rule` step, the picker queue empties);
-3. otherwise it is a decision: the CAPA-style picker names a `Turn` (the cluster owning the
+   ``"none"``: never. A reconnection that did not take (the line is still out at the next
+   step: an opponent holding it down, a protection) is not retried for ``RETRY_WAIT`` steps,
+   then twice as long after each new failure, so that a held-down line costs neither
+   simulations nor decisions every step;
+2. with ``revert`` set, while max rho is below that level, bring a split substation back to
+   its reference topology (every element on bus 1) when its simulation keeps max rho below
+   the level (a `Rule` step, ``agent="revert"``; the lowest simulated max rho first), so that
+   topology changes made in danger do not pile up (`grid.revert_action`);
+3. do nothing while max rho < the danger threshold (a `Rule` step, the picker queue empties);
+4. otherwise it is a decision: the CAPA-style picker names a `Turn` (the cluster owning the
    most loaded substation not in cooldown, and that substation), or the whole grid for a
    policy without clusters (the expert).
 
@@ -32,6 +39,8 @@ from distributed_grid2op.errors import UserError
 
 DEFAULT_DANGER = 0.9
 RECONNECT_RULES = ("safe", "first", "none")
+#: steps before a reconnection that did not take is tried again (doubling after each failure)
+RETRY_WAIT = 12
 #: ``reset(options=...)`` keys passed on to grid2op (others, e.g. from generic tests, are ignored)
 GRID2OP_RESET_KEYS = ("time serie id", "init ts", "max step", "init datetime", "init state")
 
@@ -109,6 +118,8 @@ class Controller:
             ``"none"``; ``True``/``False`` mean ``"first"``/``"none"``.
         safe_level: safe reconnection accepts a line whose simulated max rho stays below this
             (or is no worse than doing nothing).
+        revert: the max rho below which split substations are brought back to their reference
+            topology (None: never, the default of trained agents).
 
     The picker keeps a CAPA queue: when it is empty (or after a safe step) it is refilled
     with the controllable substations in priority order, and each danger step pops the next
@@ -124,6 +135,7 @@ class Controller:
         rank_by: str = "max",
         reconnect: str | bool = "safe",
         safe_level: float = DEFAULT_DANGER,
+        revert: float | None = None,
     ):
         if not danger > 0:
             raise UserError(f"danger threshold must be > 0, got {danger}")
@@ -138,24 +150,26 @@ class Controller:
             )
         self.danger, self.rank_by, self.reconnect = float(danger), rank_by, reconnect
         self.safe_level = float(safe_level)
+        if revert is not None and not 0 < float(revert) <= float(danger):
+            raise UserError(f"revert level must be in (0, danger={danger}], got {revert}")
+        self.revert = None if revert is None else float(revert)
         self.queue: list[int] = []
+        self._tried: tuple[int, int] | None = None  # (line, step) of the last reconnection
+        self._retry: dict[int, tuple[int, int]] = {}  # line -> (retry at step, wait)
 
     def reset(self) -> None:
         self.queue = []
+        self._tried, self._retry = None, {}
 
     def decide(self, obs) -> Rule | Turn:
         """A `Rule` step (reconnection, do-nothing) or the `Turn` of a decision."""
-        if self.reconnect == "first":
-            lines = grid.reconnectable_lines(obs)
-            if lines.size:
-                line = int(lines[0])
-                action = self.env.action_space({"set_line_status": [(line, 1)]})
-                return Rule(action, Decision("reconnect", action_id=line))
-        elif self.reconnect == "safe":
-            action = grid.safe_reconnect_action(self.env.action_space, obs, danger=self.safe_level)
-            if action is not None:
-                line = int(np.flatnonzero(np.asarray(action.line_set_status) == 1)[0])
-                return Rule(action, Decision("reconnect", action_id=line))
+        rule = self._reconnection(obs)
+        if rule is not None:
+            return rule
+        if self.revert is not None and float(np.max(obs.rho)) < self.revert:
+            found = grid.revert_action(self.env, obs, level=self.revert)
+            if found is not None:
+                return Rule(found[0], Decision("revert", substation=found[1]))
         if float(np.max(obs.rho)) < self.danger:
             self.queue = []
             return Rule(self.env.action_space(), Decision())
@@ -169,6 +183,38 @@ class Controller:
                     return Turn(self.owner[s], s)
             self.queue = rank_substations(obs, self.controllable, self.env, self.rank_by)
         return Rule(self.env.action_space(), Decision())  # every substation in cooldown
+
+    def _reconnection(self, obs) -> Rule | None:
+        """The reconnection rule's step, if a line is (safely) reconnected now."""
+        if self.reconnect == "none":
+            return None
+        step = int(getattr(obs, "current_step", 0))
+        if self._tried is not None:  # did the last reconnection take?
+            line, at = self._tried
+            self._tried = None
+            if step == at + 1 and not bool(obs.line_status[line]):
+                wait = 2 * self._retry[line][1] if line in self._retry else RETRY_WAIT
+                self._retry[line] = (step + wait, wait)
+            elif step == at + 1:
+                self._retry.pop(line, None)
+        held = [line for line, (when, _) in self._retry.items() if step < when]
+        if self.reconnect == "first":
+            lines = grid.reconnectable_lines(obs)
+            lines = lines[~np.isin(lines, held)]
+            action = (
+                self.env.action_space({"set_line_status": [(int(lines[0]), 1)]})
+                if lines.size
+                else None
+            )
+        else:
+            action = grid.safe_reconnect_action(
+                self.env.action_space, obs, danger=self.safe_level, exclude=held
+            )
+        if action is None:
+            return None
+        line = int(np.flatnonzero(np.asarray(action.line_set_status) == 1)[0])
+        self._tried = (line, step)
+        return Rule(action, Decision("reconnect", action_id=line))
 
 
 @dataclass

@@ -212,7 +212,8 @@ def test_greedy_search_budget_and_best(reference, case14_env):
         st = af.scoring["states"][0]
         from distributed_grid2op.actions.reduce import _play
 
-        obs, _ = _play(env, st["scenario"], st["seed"], st["offset"], st["step"], False)
+        obs, _, _ = _play(env, st["scenario"], st["seed"], st["offset"], st["step"], False,
+                          replay=st["reconnections"])  # fmt: skip
         for budget in (1, 5, 20):
             idx, n = greedy_search(obs, cands, cand_subs, env, budget=budget)
             assert n <= budget and -1 <= idx < len(cands)
@@ -231,3 +232,86 @@ def test_greedy_search_budget_and_best(reference, case14_env):
             assert idx == -1
     finally:
         env.close()
+
+
+class _Obs:
+    """What the reconnection rule reads of an observation (no simulation with rule "first")."""
+
+    def __init__(self, step, out=()):
+        self.current_step = step
+        self.line_status = np.ones(20, dtype=bool)
+        self.line_status[list(out)] = False
+        self.time_before_cooldown_line = np.zeros(20, dtype=int)
+        self.time_before_cooldown_sub = np.zeros(14, dtype=int)
+        self.rho = np.full(20, 0.5)
+
+
+def test_a_reconnection_that_does_not_take_is_retried_later_not_every_step(case14_env):
+    from distributed_grid2op.loop import RETRY_WAIT, Controller
+
+    rules = Controller(case14_env, danger=np.inf, reconnect="first")
+    first = rules.decide(_Obs(10, out=[3]))
+    assert first.decision.agent == "reconnect" and first.decision.action_id == 3
+    # still out at the next step (an opponent holds it down): not retried before the wait
+    for step in range(11, 11 + RETRY_WAIT):
+        assert rules.decide(_Obs(step, out=[3])).decision.agent == ""
+    again = rules.decide(_Obs(11 + RETRY_WAIT, out=[3]))
+    assert again.decision.action_id == 3
+    # fails again: the wait doubles
+    for step in range(12 + RETRY_WAIT, 12 + 3 * RETRY_WAIT):
+        assert rules.decide(_Obs(step, out=[3])).decision.agent == ""
+    assert rules.decide(_Obs(12 + 3 * RETRY_WAIT, out=[3])).decision.action_id == 3
+    # another line is not held back by line 3's failures
+    assert rules.decide(_Obs(13 + 3 * RETRY_WAIT, out=[3, 5])).decision.action_id == 5
+    rules.reset()
+    assert rules.decide(_Obs(14 + 3 * RETRY_WAIT, out=[3])).decision.action_id == 3
+
+
+def test_revert_brings_a_split_substation_back_when_safe(case14_env):
+    from distributed_grid2op.loop import Controller
+
+    env = case14_env
+    env.reset(seed=0, options={"time serie id": 0})
+    split = grid.unitary_topologies(env, 5)
+    split = next(a for a in split if (grid.substation_topology(a, 5, env) == 2).any())
+    obs, _, done, info = env.step(split)
+    assert not done and not info["exception"]
+    assert grid.split_substations(env, obs).tolist() == [5]
+    for _ in range(3):  # past the substation's cooldown
+        obs, *_ = env.step(env.action_space({}))
+    assert grid.revert_action(env, obs, level=1e-3) is None  # not safe enough: stays split
+    action, sub = grid.revert_action(env, obs, level=2.0)
+    assert sub == 5
+    rules = Controller(env, danger=0.99, revert=0.99)
+    rule = rules.decide(obs)
+    assert rule.decision.agent == "revert" and rule.decision.substation == 5
+    obs, *_ = env.step(rule.action)
+    assert grid.split_substations(env, obs).size == 0
+    assert Controller(env, danger=0.99).decide(obs).decision.agent == ""  # off by default
+    with pytest.raises(UserError):
+        Controller(env, danger=0.9, revert=0.95)
+
+
+def test_ranking_keeps_each_stressed_state_best_remedy():
+    from distributed_grid2op.actions.reduce import rank_candidates
+
+    # state 0 is relieved (a lot) by candidate 0 only; candidates 1-3 relieve states 1 and 2 a
+    # little: ranking by frequency alone keeps 1 and 2 and loses state 0's remedy
+    base = np.array([1.5, 1.1, 1.1])
+    scores = np.array(
+        [
+            [1.0, 1.5, 1.5, 1.5],
+            [1.2, 1.0, 1.02, 1.05],
+            [1.2, 1.0, 1.02, 1.05],
+        ]
+    )
+    subs = np.array([4, 5, 5, 8])
+    picked, stats = rank_candidates(
+        base, scores, subs, per_substation=5, max_actions=2, min_relief=0.01
+    )
+    assert sorted(picked) == [0, 1]
+    assert stats["relieved"].tolist() == [1, 2, 2, 2]
+    picked, _ = rank_candidates(
+        base, scores, subs, per_substation=1, max_actions=4, min_relief=0.01
+    )
+    assert picked == [0, 1, 3]  # one per substation; by substation

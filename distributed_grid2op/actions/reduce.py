@@ -8,20 +8,23 @@ Three steps, all seeded:
    ``min_per_bus`` elements (no element alone on a bus). A substation with more valid splits
    than ``max_candidates`` gets a seeded sample of them, so a 17-element substation (65 505
    grid2op topologies) costs ``max_candidates``, never the full list.
-2. **Stressed states**: do-nothing (reconnecting a line whenever one is legally reconnectable)
-   is played on seeded (scenario, start offset) episodes; the ``states`` steps with the
+2. **Stressed states**: do-nothing with safe reconnection (`loop.Controller`'s rule, the one
+   every agent plays) is played on seeded (scenario, start offset) episodes; the ``states`` steps with the
    highest max rho (at least ``min_gap`` steps apart within a scenario) are kept, those at or
-   above ``rho_threshold`` first (the file flags each state ``stressed`` or not). A state is the recipe ``(scenario, seed, offset, step)``:
-   workers replay it (observations do not pickle).
+   above ``rho_threshold`` first (the file flags each state ``stressed`` or not). A state is
+   the recipe ``(scenario, seed, offset, step, reconnections)``: workers replay it
+   (observations do not pickle), playing the recorded reconnections.
 3. **Scoring**: every candidate is simulated on every state with
    `distributed_grid2op.scoring.simulated_max_rho`; relief = do-nothing max rho - candidate max
    rho, both capped at ``FAILED_RHO`` = 2 (a failed simulation counts as 2).
 
-Ranking rule (recorded in the file): a candidate is kept only if it relieves at least one
-state by ``min_relief``; candidates rank by the number of states they relieve by
-``min_relief`` (most often), then by their mean relief (best), then by enumeration order.
-The best ``per_substation`` of each substation are kept, then the best ``max_actions`` of
-those overall. The file lists them by substation, best first.
+Ranking rule (recorded in the file, details in `rank_candidates`): a candidate is kept only
+if it relieves at least one state by ``min_relief``; a greedy coverage pass first keeps, state
+after state, the best remedy of each stressed state (facility location: the largest gain in
+the sum over states of the best kept relief), then the room left goes to the candidates that
+relieve the most states (most often), then by mean relief (best), then by enumeration order;
+at most ``per_substation`` per substation and ``max_actions`` in all. The file lists them by
+substation, best first.
 
 Tasks go through the `Executor`: one task per episode for the state search and one per
 (state, chunk of candidates) for the scoring. The driver writes ``<out>.partial.json``
@@ -45,14 +48,17 @@ from distributed_grid2op.errors import UserError
 CHUNK = 256
 #: enumerate all splits when a substation has at most this many elements, else sample
 ENUMERATE_MAX_ELEMENTS = 21
-PARTIAL_FORMAT = "actions-partial-1"
+PARTIAL_FORMAT = "actions-partial-2"
+#: the safe-reconnection level of the do-nothing episodes that find the stressed states
+RECONNECT_LEVEL = 0.9
 #: max rho counted for a failed simulation (and the cap of every max rho) in the relief
 FAILED_RHO = 2.0
 RANKING = (
     "relief = do-nothing max rho - candidate max rho, both capped at 2 (a failed simulation "
-    "counts as 2); keep candidates relieving >= min_relief on at least one state; rank by the "
-    "number of states relieved by >= min_relief, then mean relief, then "
-    "enumeration order; best per_substation per substation, then best max_actions overall"
+    "counts as 2); keep candidates relieving >= min_relief on at least one state; first a "
+    "greedy coverage pass (largest gain in the sum over states of the best kept relief), then "
+    "by the number of states relieved by >= min_relief, then mean relief, then enumeration "
+    "order; at most per_substation per substation and max_actions overall"
 )
 
 
@@ -151,45 +157,67 @@ def substation_candidates(
 
 
 # ---- states -------------------------------------------------------------------------------
-def _play(env, scenario: int, seed: int, offset: int, steps: int, record: bool):
-    """Do-nothing with legal reconnection from ``offset`` for ``steps`` steps.
+def _play(env, scenario: int, seed: int, offset: int, steps: int, record: bool, replay=None):
+    """Do-nothing with safe reconnection from ``offset`` for ``steps`` steps.
 
-    Returns ``(obs, rhos)``: the observation after ``steps`` steps (None if the episode ended
-    before) and, with ``record``, the max rho of every observation reached (step 0 = start).
+    Returns ``(obs, rhos, reconnections)``: the observation after ``steps`` steps (None if the
+    episode ended before), with ``record`` the max rho of every observation reached (step 0 =
+    start), and the ``[step, line]`` reconnections played. With ``replay`` (such a list) those
+    reconnections are played instead of deciding again: simulations are not bit-identical
+    from one process history to another (solver warm starts), and a near tie in a safe
+    reconnection must not change a replayed state.
     """
     from distributed_grid2op.envs import quiet_grid2op
+    from distributed_grid2op.loop import Controller
 
+    rules = Controller(env, danger=np.inf, reconnect="safe", safe_level=RECONNECT_LEVEL)
+    planned = None if replay is None else {int(t): int(line) for t, line in replay}
+    played = []
     with quiet_grid2op():
         options = {"time serie id": int(scenario)}
         if int(offset) >= 1:
             options["init ts"] = int(offset)
         obs = env.reset(seed=int(seed), options=options)
         rhos = [float(np.max(obs.rho))] if record else []
-        for _ in range(int(steps)):
-            action = grid.reconnect_action(env.action_space, obs) or env.action_space({})
+        for t in range(int(steps)):
+            if planned is None:
+                decision = rules.decide(obs).decision
+                line = decision.action_id if decision.agent == "reconnect" else -1
+            else:
+                line = planned.get(t, -1)
+            action = env.action_space({"set_line_status": [(line, 1)]} if line >= 0 else {})
+            if line >= 0:
+                played.append([t, int(line)])
             obs, _, done, _ = env.step(action)
             if done:
-                return None, rhos
+                return None, rhos, played
             if record:
                 rhos.append(float(np.max(obs.rho)))
-    return obs, rhos
+    return obs, rhos, played
 
 
 def _episode_task(ctx, task, shared):
-    """Worker: play one episode, return its offset and the max rho of every step."""
-    scenario, seed, fraction, horizon = task
-    env = ctx.env(shared["spec"])
+    """Worker: play one episode, return its offset and the max rho of every step.
+
+    Each episode (and each replay, `_state_obs`) plays on an env of its own: on grids with an
+    opponent (l2rpn_idf_2023) an env that played other episodes before was seen to replay a
+    state differently, so a state must not depend on what a worker did before."""
     from distributed_grid2op.envs import quiet_grid2op
 
-    with quiet_grid2op():
-        env.reset(seed=int(seed), options={"time serie id": int(scenario)})
-    length = int(env.chronics_handler.max_timestep())
-    length = length if length > 0 else int(horizon) + 1
-    room = length - int(horizon) - 1  # start offsets leaving a whole horizon to play
-    offset = int(fraction * (room if room > 0 else (length - 1) // 2))  # short scenario
-    steps = max(0, min(int(horizon), length - offset - 1))
-    _, rhos = _play(env, scenario, seed, offset, steps, record=True)
-    return {"offset": offset, "rhos": np.asarray(rhos, dtype=np.float64)}
+    scenario, seed, fraction, horizon = task
+    env = shared["spec"].make()
+    try:
+        with quiet_grid2op():
+            env.reset(seed=int(seed), options={"time serie id": int(scenario)})
+        length = int(env.chronics_handler.max_timestep())
+        length = length if length > 0 else int(horizon) + 1
+        room = length - int(horizon) - 1  # start offsets leaving a whole horizon to play
+        offset = int(fraction * (room if room > 0 else (length - 1) // 2))  # short scenario
+        steps = max(0, min(int(horizon), length - offset - 1))
+        _, rhos, played = _play(env, scenario, seed, offset, steps, record=True)
+    finally:
+        env.close()
+    return {"offset": offset, "rhos": np.asarray(rhos, dtype=np.float64), "reconnections": played}
 
 
 def select_states(episodes: list[dict], n: int, threshold: float, min_gap: int) -> list[dict]:
@@ -226,6 +254,9 @@ def select_states(episodes: list[dict], n: int, threshold: float, min_gap: int) 
                 "step": int(t),
                 "max_rho": round(float(rho), 6),
                 "stressed": bool(rho >= threshold),
+                "reconnections": [
+                    [int(a), int(b)] for a, b in ep.get("reconnections", []) if a < t
+                ],
             }
         )
     return states
@@ -237,11 +268,16 @@ def _state_obs(ctx, spec, state: dict):
     cached = ctx.cache.get("actions.state")
     if cached is not None and cached[0] == key:
         return cached[1]
-    env = ctx.env(spec)
-    obs, _ = _play(env, state["scenario"], state["seed"], state["offset"], state["step"], False)
+    if cached is not None:
+        cached[2].close()
+        del ctx.cache["actions.state"]
+    env = spec.make()  # an env of its own (see `_episode_task`), kept for obs.simulate
+    obs, _, _ = _play(env, state["scenario"], state["seed"], state["offset"], state["step"],
+                      False, replay=state["reconnections"])  # fmt: skip
     if obs is None or abs(float(np.max(obs.rho)) - state["max_rho"]) > 1e-5:
+        env.close()
         raise RuntimeError(f"state {state} did not replay identically")
-    ctx.cache["actions.state"] = (key, obs)
+    ctx.cache["actions.state"] = (key, obs, env)
     return obs
 
 
@@ -274,27 +310,61 @@ def rank_candidates(
     max_actions: int,
     min_relief: float,
 ) -> tuple[list[int], dict]:
-    """Kept candidate indices (by substation, best first) and per-candidate statistics."""
+    """Kept candidate indices (by substation, best first) and per-candidate statistics.
+
+    Two passes under the caps (``per_substation``, ``max_actions``):
+
+    1. **coverage**: greedily add the candidate with the largest gain in
+       ``sum over states of the best relief any kept candidate gives that state`` (a
+       facility-location objective: each stressed state keeps its best remedy, not only the
+       remedies that help on average); ties by the frequency rank below;
+    2. **frequency**: fill the remaining room with the candidates relieving the most states
+       by ``min_relief``, then the best mean relief (alternatives for when the best one is in
+       cooldown or the state is new).
+
+    Only candidates relieving at least one state by ``min_relief`` are kept.
+    """
     base = np.minimum(np.asarray(base, dtype=float), FAILED_RHO)  # inf (failed) -> FAILED_RHO
     relief = base[:, None] - np.minimum(scores, FAILED_RHO)  # (states, candidates)
+    n_cand = scores.shape[1]
     relieved = (relief >= min_relief).sum(axis=0)
-    mean = relief.mean(axis=0) if len(relief) else np.zeros(scores.shape[1])
-    best = relief.max(axis=0) if len(relief) else np.zeros(scores.shape[1])
-    order = np.lexsort((np.arange(len(mean)), -np.round(mean, 9), -relieved))
-    per_sub: dict[int, int] = {}
-    picked = []
-    for c in order:
-        if relieved[c] < 1:
-            break
-        s = int(cand_sub[c])
-        if per_sub.get(s, 0) >= per_substation:
-            continue
-        per_sub[s] = per_sub.get(s, 0) + 1
+    mean = relief.mean(axis=0) if len(relief) else np.zeros(n_cand)
+    best = relief.max(axis=0) if len(relief) else np.zeros(n_cand)
+    order = np.lexsort((np.arange(n_cand), -np.round(mean, 9), -relieved))
+    freq_rank = np.empty(n_cand, dtype=np.int64)
+    freq_rank[order] = np.arange(n_cand)
+    eligible = relieved >= 1
+    subs, sub_of = np.unique(np.asarray(cand_sub, dtype=np.int64), return_inverse=True)
+    per_sub = np.zeros(len(subs), dtype=np.int64)  # kept so far per substation
+    picked: list[int] = []
+
+    def room(c) -> np.ndarray:
+        return per_sub[sub_of[c]] < per_substation
+
+    def take(c: int) -> None:
+        per_sub[sub_of[c]] += 1
         picked.append(int(c))
-    picked = picked[:max_actions]  # already in global rank order
+        eligible[c] = False
+
+    gain_of = np.where(relief >= min_relief, relief, 0.0)  # (states, candidates)
+    covered = np.zeros(len(relief))  # best relief of each state so far
+    while len(picked) < max_actions and len(relief):
+        gain = np.maximum(gain_of - covered[:, None], 0.0).sum(axis=0)
+        ok = eligible & (gain > 1e-9) & room(np.arange(n_cand))
+        if not ok.any():
+            break
+        cands = np.flatnonzero(ok)
+        c = int(cands[np.lexsort((freq_rank[cands], -np.round(gain[cands], 9)))[0]])
+        take(c)
+        covered = np.maximum(covered, gain_of[:, c])
+    for c in order:
+        if len(picked) >= max_actions:
+            break
+        if eligible[c] and room(c):
+            take(int(c))
     rank = {c: r for r, c in enumerate(picked)}
     picked.sort(key=lambda c: (int(cand_sub[c]), rank[c]))
-    stats = {"relieved": relieved, "mean": mean, "best": best}
+    stats = {"relieved": relieved, "mean": mean, "best": best, "pass_rank": rank}
     return picked, stats
 
 
@@ -422,6 +492,7 @@ def reduce_actions(
                         "seed": task[1],
                         "offset": res["offset"],
                         "rhos": res["rhos"],
+                        "reconnections": res["reconnections"],
                     }
                 )
                 bar.update(1)
