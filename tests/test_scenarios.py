@@ -307,3 +307,26 @@ def test_replay_is_the_same_on_any_executor():
     with Executor(2) as ex:
         parallel = replay_do_nothing(SOURCE, [2, 0], max_steps=30, executor=ex)
     assert serial == parallel and [total for _, total in serial] == [30, 30]
+
+
+def test_multi_horizon_forecasts_and_maintenance_files_follow_the_source(tmp_path):
+    """l2rpn_idf_2023 forecasts 12 horizons (5 to 60 min) and draws maintenance from a
+    per-chronic maintenance_meta.json: generated scenarios carry both, and the env plays."""
+    out = tmp_path / "idf_gen"
+    generate("l2rpn_idf_2023", out, n_scenarios=1, n_steps=24, seed=1, validate=False,
+             progress=False)  # fmt: skip
+    folder = out / "chronics" / "0000"
+    assert (folder / "maintenance_meta.json").is_file()
+    loads = pd.read_csv(folder / "load_p.csv", sep=";")
+    fc = pd.read_csv(folder / "load_p_forecasted.csv", sep=";")
+    assert len(loads) == 24 and len(fc) == 12 * 24
+    env = make_env(str(out))
+    try:
+        obs = env.reset()
+        sim, _, done, info = obs.simulate(env.action_space({}), time_step=12)
+        assert not done and not info["exception"]
+        # horizon 12 of step 0 forecasts row 12, within the forecast noise
+        ahead = loads.iloc[12][[str(n) for n in env.name_load]].to_numpy(dtype=float)
+        assert np.abs(sim.load_p - ahead).mean() < 0.2 * np.abs(ahead).mean()
+    finally:
+        env.close()

@@ -18,6 +18,8 @@ import pandas as pd
 from distributed_grid2op.errors import UserError
 
 KINDS = ("load_p", "load_q", "prod_p", "prod_v")
+#: per-chronic files copied into every generated scenario when the source has them
+CHRONIC_FILES = ("maintenance_meta.json",)
 EXTENSIONS = (".csv", ".csv.bz2", ".csv.xz", ".zip")
 DEFAULT_START = datetime(2019, 1, 1, 0, 0)
 DEFAULT_INTERVAL = timedelta(minutes=5)
@@ -29,7 +31,12 @@ class SourceData:
 
     ``arrays[kind][k]`` has shape ``(T_k, n_columns(kind))`` with columns named
     ``load_names`` (load_p, load_q) or ``gen_names`` (prod_p, prod_v); ``forecasts`` the same
-    for ``<kind>_forecasted`` files where every chronic has them.
+    for ``<kind>_forecasted`` files where every chronic has them, shape
+    ``(T_k, horizons, n_columns)``: grid2op's multi-horizon forecast files (``h_forecast`` in
+    the env's config, e.g. 12 horizons of 5 to 60 min on l2rpn_idf_2023) hold ``horizons``
+    rows per step. ``chronic_files``: small per-chronic files the env needs besides the
+    injections (e.g. ``maintenance_meta.json`` of grid2op's ``...WithMaintenance`` chronics),
+    name -> text, from the first chronic.
     """
 
     name: str
@@ -44,6 +51,8 @@ class SourceData:
     gen_dispatchable: np.ndarray  # (n_gen,) bool, in gen_names order
     gen_pmax: np.ndarray  # (n_gen,) MW
     gen_type: list[str] = field(default_factory=list)
+    horizons: int = 1
+    chronic_files: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_steps(self) -> list[int]:
@@ -80,6 +89,18 @@ def _parse_interval(text: str) -> timedelta:
 
 def _parse_start(text: str) -> datetime:
     return datetime.strptime(text[:16], "%Y-%m-%d %H:%M")
+
+
+def _forecast_horizons(forecasts: dict, arrays: dict) -> int | None:
+    """Rows per step of the forecast files (1, or grid2op's multi-horizon count); None when
+    they disagree between files or chronics."""
+    seen = set()
+    for kind, fcs in forecasts.items():
+        for f, a in zip(fcs, arrays[kind]):
+            if f.shape[1] != a.shape[1] or a.shape[0] == 0 or f.shape[0] % a.shape[0]:
+                return None
+            seen.add(f.shape[0] // a.shape[0])
+    return seen.pop() if len(seen) == 1 else (1 if not seen else None)
 
 
 def chronic_folders(env) -> list[Path]:
@@ -139,15 +160,26 @@ def read_source(env, name: str, max_chronics: int | None = None) -> SourceData:
             arrays[kind] = [np.tile(_grid_gen_v(env), (n, 1)) for n in n_rows]
         if any(a is None for a in forecasts[kind]):
             forecasts.pop(kind)
+    horizons = _forecast_horizons(forecasts, arrays)
     for kind in list(forecasts):
-        if any(f.shape != a.shape for f, a in zip(forecasts[kind], arrays[kind])):
-            forecasts.pop(kind)  # multi-horizon forecast files: not modelled, regenerated at 1 step
+        if horizons is None:
+            forecasts.pop(kind)  # inconsistent forecast files: regenerated at 1 step
+        else:
+            forecasts[kind] = [
+                f.reshape(a.shape[0], horizons, a.shape[1])
+                for f, a in zip(forecasts[kind], arrays[kind])
+            ]
     for kind in KINDS:
         if [a.shape[0] for a in arrays[kind]] != n_rows:
             raise UserError(
                 f"{env.get_path_env()}: {kind} and load_p have different lengths in a chronic"
             )
     pmax = np.asarray(env.gen_pmax, dtype=float)
+    chronic_files = {
+        fname: (folders[0] / fname).read_text(encoding="utf-8")
+        for fname in CHRONIC_FILES
+        if (folders[0] / fname).is_file()
+    }
     return SourceData(
         name=name,
         env_path=Path(env.get_path_env()),
@@ -161,6 +193,8 @@ def read_source(env, name: str, max_chronics: int | None = None) -> SourceData:
         gen_dispatchable=np.asarray(env.gen_redispatchable, dtype=bool),
         gen_pmax=pmax,
         gen_type=[str(t) for t in env.gen_type],
+        horizons=int(horizons or 1),
+        chronic_files=chronic_files,
     )
 
 

@@ -125,7 +125,7 @@ class _Worker:
             self.model.interval_,
             fmt=s["format"],
             decimals=s["decimals"],
-            extra={CHECK_FILE: json.dumps(info) + "\n"},
+            extra={**s.get("chronic_files", {}), CHECK_FILE: json.dumps(info) + "\n"},
         )
         return {"name": name, **info, "files": files}
 
@@ -261,6 +261,7 @@ def generate(
         data = read_source(env, os.fspath(source), max_source_chronics)
         env.close()
     model = InjectionModel(**model_params).fit(data)
+    settings_run = {**settings, "chronic_files": dict(data.chronic_files)}
     import grid2op
     import lightsim2grid
 
@@ -296,7 +297,7 @@ def generate(
     if own:
         executor = Executor(workers)
     try:
-        _make_all(model, os.fspath(source), settings, chronics, todo, executor, progress)
+        _make_all(model, os.fspath(source), settings_run, chronics, todo, executor, progress)
         checks = [json.loads((chronics / name / CHECK_FILE).read_text()) for name in names]
         write_splits(out, names, splits, seed)
         meta.update(

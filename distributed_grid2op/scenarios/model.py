@@ -240,26 +240,32 @@ class InjectionModel:
             if np.any(hour == h):
                 self.prod_v_hourly_[h] = np.median(pv[hour == h], 0)
 
-        # forecasts: lead (rows ahead) and error std per column, from the source
+        # forecasts: lead (rows ahead) of the first horizon and error std per horizon and
+        # column, from the source; multi-horizon files (grid2op's h_forecast) keep their count
+        self.forecast_horizons_ = int(getattr(source, "horizons", 1) or 1)
         self.forecast_lead_, self.forecast_std_ = {}, {}
         for kind in ("load_p", "load_q", "prod_p"):
             sl = self.slices_[kind]
             if kind not in source.forecasts:
-                self.forecast_lead_[kind], self.forecast_std_[kind] = (
-                    1,
-                    np.zeros(sl.stop - sl.start),
-                )
+                self.forecast_lead_[kind] = 1
+                self.forecast_std_[kind] = np.zeros((self.forecast_horizons_, sl.stop - sl.start))
                 continue
-            errors = {}
-            for lead in (0, 1):
-                errs = [
-                    f[: len(f) - lead] - a[lead:]
-                    for f, a in zip(source.forecasts[kind], source.arrays[kind])
-                ]
-                errors[lead] = np.vstack(errs)
-            lead = min(errors, key=lambda k: float(np.mean(errors[k] ** 2)))
-            self.forecast_lead_[kind] = lead
-            self.forecast_std_[kind] = errors[lead].std(0)
+            pairs = [(f, a) for f, a in zip(source.forecasts[kind], source.arrays[kind])]
+            if self.forecast_horizons_ == 1:  # one row per step: forecast of now or of next?
+                errors = {
+                    lead: np.vstack([f[: len(f) - lead, 0] - a[lead:] for f, a in pairs])
+                    for lead in (0, 1)
+                }
+                lead = min(errors, key=lambda k: float(np.mean(errors[k] ** 2)))
+                self.forecast_lead_[kind] = lead
+                self.forecast_std_[kind] = errors[lead].std(0)[None, :]
+                continue
+            std = []
+            for h in range(1, self.forecast_horizons_ + 1):  # horizon h forecasts row t + h
+                err = [f[: len(f) - h, h - 1] - a[h:] for f, a in pairs if len(f) > h]
+                std.append(np.vstack(err).std(0))
+            self.forecast_lead_[kind] = 1
+            self.forecast_std_[kind] = np.asarray(std)
         self.n_source_steps_ = [len(c) for c in chronics]
         return self
 
@@ -371,17 +377,24 @@ class InjectionModel:
         out = {kind: x[:, sl] for kind, sl in self.slices_.items()}
         out["prod_p"] = self._dispatch(out["load_p"], out["prod_p"])
         out["prod_v"] = self.prod_v_hourly_[hour]
+        n_h = int(getattr(self, "forecast_horizons_", 1))
         for kind in ("load_p", "load_q", "prod_p"):
             sl, lead = self.slices_[kind], self.forecast_lead_[kind]
-            ahead = np.vstack([x[lead:, sl], np.repeat(x[-1:, sl], lead, 0)])
-            noisy = ahead + rng.standard_normal(ahead.shape) * self.forecast_std_[kind]
-            noisy = np.clip(noisy, self.lo_[sl], self.hi_[sl])
-            noisy[ahead == 0.0] = 0.0
-            out[f"{kind}_forecasted"] = noisy
+            std = np.atleast_2d(self.forecast_std_[kind])
+            rows = []
+            for h in range(n_h):  # horizon h + 1: the row lead + h steps ahead
+                ahead = np.vstack([x[lead + h :, sl], np.repeat(x[-1:, sl], lead + h, 0)])
+                ahead = ahead[: int(n_steps)]
+                noisy = ahead + rng.standard_normal(ahead.shape) * std[h]
+                noisy = np.clip(noisy, self.lo_[sl], self.hi_[sl])
+                noisy[ahead == 0.0] = 0.0
+                rows.append(noisy)
+            # grid2op's multi-horizon files: the n_h forecasts of step t are rows t*n_h ...
+            out[f"{kind}_forecasted"] = np.stack(rows, axis=1).reshape(-1, sl.stop - sl.start)
         out["prod_p_forecasted"] = self._dispatch(
             out["load_p_forecasted"], out["prod_p_forecasted"]
         )
-        out["prod_v_forecasted"] = out["prod_v"]
+        out["prod_v_forecasted"] = np.repeat(out["prod_v"], n_h, axis=0)
         out["start"] = times[0].to_pydatetime()
         return out
 
@@ -402,6 +415,7 @@ class InjectionModel:
             "acf_lags": list(self.lags_),
             "loss_ratio": self.loss_ratio_,
             "forecast_lead": dict(self.forecast_lead_),
+            "forecast_horizons": int(getattr(self, "forecast_horizons_", 1)),
             "interval_minutes": self.interval_.total_seconds() / 60,
             "source_steps": self.n_source_steps_,
         }
