@@ -261,10 +261,16 @@ class OPFExpert(LoopAgent):
         return self._ptdf
 
     def _base(self, observation):
-        """The state the decision is made around, and the simulations it took."""
+        """The state the decision is made around (the simulated next step, else the current
+        one: no forecast, or a simulated game over), and the simulations it took."""
+        from grid2op.Exceptions import NoForecastAvailable
+
         if not self.forecast:
             return observation, 0
-        base, _, done, info = observation.simulate(self.action_space(), time_step=1)
+        try:
+            base, _, done, info = observation.simulate(self.action_space(), time_step=1)
+        except NoForecastAvailable:
+            return observation, 0
         if done or info.get("exception"):
             return observation, 1
         return base, 1

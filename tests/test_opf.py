@@ -37,11 +37,12 @@ def test_dc_flows_match_the_ac_flows(storage_env):
     assert np.max(np.abs(np.roll(flows, 1) - ac)) > 5.0
 
 
-@pytest.mark.parametrize("line", [0, 3])
-def test_opf_relieves_an_overload_that_do_nothing_leaves(storage_env, line):
+@pytest.mark.parametrize(("line", "forecast"), [(0, True), (3, True), (0, False)])
+def test_opf_relieves_an_overload_that_do_nothing_leaves(storage_env, line, forecast):
     """Line ``line``'s thermal limit is cut so that it runs at ~105%: do-nothing leaves it
-    overloaded at the next step; after the expert's redispatch / storage action every line
-    is under its limit."""
+    overloaded at the next step; after the expert's redispatch / storage action (decided
+    around the simulated next step, or around the current one) every line is under its
+    limit."""
     env = storage_env
     limits = env.get_thermal_limit().copy()
     try:
@@ -57,7 +58,7 @@ def test_opf_relieves_an_overload_that_do_nothing_leaves(storage_env, line):
         after_nothing, *_ = twin.step(twin.action_space())
         twin.close()
         assert after_nothing.rho[line] > 1.0
-        expert = OPFExpert(env.action_space, env)
+        expert = OPFExpert(env.action_space, env, forecast=forecast)
         action = expert.act(obs)
         assert expert.n_decisions_ == 1 and expert.status_ == ["optimal"]
         assert np.any(action.redispatch != 0) or np.any(action.storage_p != 0)
