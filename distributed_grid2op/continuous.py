@@ -21,7 +21,8 @@ current observation, onto values that grid2op always accepts:
   storage_max_p_absorb]`` and such that its charge after the step, ``storage_charge +
   p * h * storage_charging_efficiency`` (``p > 0``) or ``storage_charge + p * h /
   storage_discharging_efficiency`` (``p < 0``), stays in ``[storage_Emin, storage_Emax]``
-  (``h`` = step length in hours); 0 maps to 0.
+  (``h`` = step length in hours; the efficiencies count when the env's
+  ``ACTIVATE_STORAGE_LOSS`` is on); 0 maps to 0.
 
 Curtailment and storage change the power the dispatchable generators must make up. When
 the env does not limit infeasible curtailment / storage itself
@@ -78,6 +79,26 @@ def step_hours(obs) -> float:
     return float(obs.delta_time) / 60.0
 
 
+@dataclass(frozen=True)
+class EnvRules:
+    """The env parameters the legal ranges depend on.
+
+    Args:
+        limit_infeasible: ``LIMIT_INFEASIBLE_CURTAILMENT_STORAGE_ACTION``: the env itself
+            limits curtailment / storage that the dispatch cannot follow.
+        storage_losses: ``ACTIVATE_STORAGE_LOSS``: the storage efficiencies apply.
+    """
+
+    limit_infeasible: bool = False
+    storage_losses: bool = True
+
+    @classmethod
+    def from_env(cls, env) -> EnvRules:
+        p = env.parameters
+        return cls(bool(p.LIMIT_INFEASIBLE_CURTAILMENT_STORAGE_ACTION),
+                   bool(p.ACTIVATE_STORAGE_LOSS))  # fmt: skip
+
+
 def redispatch_bounds(obs) -> tuple[np.ndarray, np.ndarray]:
     """Lowest and highest legal redispatch (MW) of every generator now, shape (n_gen,) each
     (0, 0 for generators that are not dispatchable or are off; see the module docstring)."""
@@ -96,14 +117,18 @@ def redispatch_bounds(obs) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(lo, -down, up), np.clip(hi, -down, up)
 
 
-def storage_bounds(obs) -> tuple[np.ndarray, np.ndarray]:
+def storage_bounds(obs, losses: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Lowest (<= 0, producing) and highest (>= 0, charging) legal storage power (MW) now,
-    shape (n_storage,) each: power limits and the energy the unit can still take or give."""
+    shape (n_storage,) each: power limits and the energy the unit can still take or give
+    (through its efficiencies when ``losses``, the env's ``ACTIVATE_STORAGE_LOSS``)."""
     cls = type(obs)
     h = step_hours(obs)
     charge = np.asarray(obs.storage_charge, dtype=float)
-    room = np.maximum(cls.storage_Emax - charge, 0.0) / (h * cls.storage_charging_efficiency)
-    stock = np.maximum(charge - cls.storage_Emin, 0.0) * cls.storage_discharging_efficiency / h
+    eff_in, eff_out = cls.storage_charging_efficiency, cls.storage_discharging_efficiency
+    if not losses:
+        eff_in, eff_out = np.ones(cls.n_storage), np.ones(cls.n_storage)
+    room = np.maximum(cls.storage_Emax - charge, 0.0) / (h * eff_in)
+    stock = np.maximum(charge - cls.storage_Emin, 0.0) * eff_out / h
     hi = np.minimum(cls.storage_max_p_absorb.astype(float), room)
     lo = -np.minimum(cls.storage_max_p_prod.astype(float), stock)
     return lo, hi
@@ -144,11 +169,11 @@ def _pairs(ids, values) -> list[tuple[int, float]]:
     return [(int(i), float(v)) for i, v in zip(ids, values)]
 
 
-def legal_action(action_space, obs, values: UnitValues, *, limit_infeasible: bool = False):
+def legal_action(action_space, obs, values: UnitValues, rules: EnvRules = EnvRules()):
     """The grid2op action setting ``values``, each moved into its legal range for ``obs``
-    (see the module docstring); with ``limit_infeasible`` false, curtailment and storage are
-    scaled back towards doing nothing until the dispatch can follow. Returns
-    ``(action, legal UnitValues)``."""
+    under the env's ``rules`` (see the module docstring); unless the env limits them itself,
+    curtailment and storage are scaled back towards doing nothing until the dispatch can
+    follow. Returns ``(action, legal UnitValues)``."""
     cls = type(obs)
     g, r = values.redispatch
     lo, hi = redispatch_bounds(obs)
@@ -156,9 +181,9 @@ def legal_action(action_space, obs, values: UnitValues, *, limit_infeasible: boo
     c, lim = values.curtailment
     lim = np.clip(np.asarray(lim, dtype=float), 0.0, 1.0)
     s, p = values.storage
-    slo, shi = storage_bounds(obs)
+    slo, shi = storage_bounds(obs, rules.storage_losses)
     p = np.clip(np.asarray(p, dtype=float), slo[s], shi[s])
-    if not limit_infeasible and (len(c) or len(s)):
+    if not rules.limit_infeasible and (len(c) or len(s)):
         lim, p = _fit_margin(obs, c, lim, s, p)
     legal = UnitValues((g, r), (c, lim), (s, p))
     act = {}
@@ -208,19 +233,18 @@ class ContinuousActionSet(ActionSet):
         redispatch: ids of the generators redispatched (coordinates first).
         curtailment: ids of the renewable generators curtailed (next).
         storage: ids of the storage units (last).
-        limit_infeasible: the env's ``LIMIT_INFEASIBLE_CURTAILMENT_STORAGE_ACTION``: when
-            false, curtailment and storage are scaled back so that the dispatch can follow.
+        rules: the env parameters the legal ranges depend on (`EnvRules`).
     """
 
     kind = "continuous"
 
     def __init__(self, action_space, redispatch=(), curtailment=(), storage=(), *,
-                 limit_infeasible: bool = False):  # fmt: skip
+                 rules: EnvRules = EnvRules()):  # fmt: skip
         self.action_space = action_space
         self.redispatch = np.asarray(redispatch, dtype=np.int64).reshape(-1)
         self.curtailment = np.asarray(curtailment, dtype=np.int64).reshape(-1)
         self.storage = np.asarray(storage, dtype=np.int64).reshape(-1)
-        self.limit_infeasible = bool(limit_infeasible)
+        self.rules = rules
         if self.n == 0:
             raise UserError("a continuous action set needs at least one unit to control")
 
@@ -253,7 +277,7 @@ class ContinuousActionSet(ActionSet):
             gens[gcls.gen_redispatchable[gens]] if "redispatch" in kinds else (),
             gens[gcls.gen_renewable[gens]] if "curtailment" in kinds else (),
             stos if "storage" in kinds else (),
-            limit_infeasible=env.parameters.LIMIT_INFEASIBLE_CURTAILMENT_STORAGE_ACTION,
+            rules=EnvRules.from_env(env),
         )
 
     @property
@@ -275,7 +299,7 @@ class ContinuousActionSet(ActionSet):
             raise UserError(f"a continuous choice is {self.n} finite numbers, got {x.shape}")
         a, b = len(self.redispatch), len(self.redispatch) + len(self.curtailment)
         lo, hi = redispatch_bounds(observation)
-        slo, shi = storage_bounds(observation)
+        slo, shi = storage_bounds(observation, self.rules.storage_losses)
         g, s = self.redispatch, self.storage
         return UnitValues(
             (g, _spread(x[:a], lo[g], hi[g])),
@@ -288,7 +312,7 @@ class ContinuousActionSet(ActionSet):
         if observation is None:
             raise UserError("a continuous action set needs the observation to translate")
         action, _ = legal_action(self.action_space, observation, self.values(choice, observation),
-                                 limit_infeasible=self.limit_infeasible)  # fmt: skip
+                                 self.rules)  # fmt: skip
         return action
 
     def describe(self) -> dict:

@@ -202,7 +202,7 @@ class OPFExpert(LoopAgent):
             raise UserError(f"rho_max must be > 0, got {rho_max}")
         units = ContinuousActionSet.from_env(env, kinds=kinds)  # the kinds, checked
         self.redispatch, self.curtailment = units.redispatch, units.curtailment
-        self.storage, self.limit_infeasible = units.storage, units.limit_infeasible
+        self.storage, self.rules = units.storage, units.rules
         self.susceptance = branch_susceptances(env)
         self.prices = redispatch_prices(type(env))
         self.curtailment_price = (
@@ -287,7 +287,7 @@ class OPFExpert(LoopAgent):
         ptdf_ = self._ptdf_of(observation)
         h = step_hours(observation)
         lo, hi = redispatch_bounds(observation)
-        slo, shi = storage_bounds(observation)
+        slo, shi = storage_bounds(observation, self.rules.storage_losses)
         g, c, st = self.redispatch, self.curtailment, self.storage
         avail = np.asarray(base.gen_p_before_curtail, dtype=float)[c]
         curtailed = np.maximum(avail - np.asarray(base.gen_p, dtype=float)[c], 0.0)
@@ -342,7 +342,7 @@ class OPFExpert(LoopAgent):
         base, n_sim = self._base(observation)
         values, status, ms = self.solve(observation, base)
         action, _ = legal_action(self.action_space, observation, values,
-                                 limit_infeasible=self.limit_infeasible)  # fmt: skip
+                                 self.rules)  # fmt: skip
         self.solve_ms_.append(ms)
         self.status_.append(status)
         self.decide_ms_.append((time.perf_counter() - t0) * 1e3)

@@ -13,6 +13,7 @@ from grid2op.Exceptions import AmbiguousAction, IllegalAction
 from distributed_grid2op.action_sets import ACTION_SETS, TopologyActionSet
 from distributed_grid2op.continuous import (
     ContinuousActionSet,
+    EnvRules,
     UnitValues,
     legal_action,
     redispatch_bounds,
@@ -101,7 +102,7 @@ def test_every_output_is_legal_on_the_118_bus_grid(idf_env):
     """Redispatch (20 generators), curtailment (42) and storage (7), a few steps."""
     env = idf_env
     aset = ContinuousActionSet.from_env(env)
-    assert aset.n == 20 + 42 + 7 and not aset.limit_infeasible
+    assert aset.n == 20 + 42 + 7 and not aset.rules.limit_infeasible
     moved = _walk(env, [aset], np.random.default_rng(1), steps=3, k=2)
     assert moved["redispatch"] > 0 and moved["curtail"] > 0 and moved["storage"] > 0
 
@@ -113,7 +114,7 @@ def test_full_curtailment_is_scaled_back_so_the_dispatch_can_follow(idf_env):
     obs = env.reset(options={"time serie id": 0})
     ren = np.flatnonzero(type(env).gen_renewable)
     values = UnitValues(curtailment=(ren, np.zeros(len(ren))))
-    raw, _ = legal_action(env.action_space, obs, values, limit_infeasible=True)
+    raw, _ = legal_action(env.action_space, obs, values, EnvRules(limit_infeasible=True))
     *_, info = obs.simulate(raw, time_step=1)
     assert info["failed_redispatching"]
     fitted, legal = legal_action(env.action_space, obs, values)
@@ -142,6 +143,14 @@ def test_bounds_on_crafted_states(storage_env):
     _, hi = storage_bounds(half)
     expected = np.minimum(0.5 / (h * cls.storage_charging_efficiency), cls.storage_max_p_absorb)
     np.testing.assert_allclose(hi, expected, rtol=1e-6)
+    low = obs.copy()
+    low.storage_charge = cls.storage_Emin + 0.5
+    lo, _ = storage_bounds(low)
+    out = 0.5 * cls.storage_discharging_efficiency / h  # [6, 5.4] MW
+    np.testing.assert_allclose(lo, -np.minimum(out, cls.storage_max_p_prod), rtol=1e-6)
+    lo, _ = storage_bounds(low, losses=False)  # efficiencies off: the energy itself
+    np.testing.assert_allclose(lo, -np.minimum(0.5 / h, cls.storage_max_p_prod), rtol=1e-6)
+    assert lo[1] < -5.5
 
     g = int(np.flatnonzero(cls.gen_redispatchable)[0])
     at_max = obs.copy()
