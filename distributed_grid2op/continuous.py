@@ -24,13 +24,15 @@ current observation, onto values that grid2op always accepts:
   (``h`` = step length in hours; the efficiencies count when the env's
   ``ACTIVATE_STORAGE_LOSS`` is on); 0 maps to 0.
 
-Curtailment and storage change the power the dispatchable generators must make up. When
-the env does not limit infeasible curtailment / storage itself
-(``LIMIT_INFEASIBLE_CURTAILMENT_STORAGE_ACTION`` false, the default), a dispatch that cannot
-follow is a game over; `legal_action` then moves the cluster's curtailment limits and storage
-set-points back towards doing nothing (one factor for all of them) until the extra
-generation they need is within ``MARGIN_SHARE`` of what the running dispatchable generators
-can still ramp (the rest is left for the load change of the step).
+Curtailment and storage change the power the dispatchable generators must make up; a
+dispatch that cannot follow is a game over. `legal_action` moves the cluster's curtailment
+limits and storage set-points back towards doing nothing (one factor for all of them) until
+the extra generation they need is within ``MARGIN_SHARE`` of what the running dispatchable
+generators can still ramp (the rest is left for the load change of the step). It does so
+whatever the env's ``LIMIT_INFEASIBLE_CURTAILMENT_STORAGE_ACTION``: grid2op's own limiter
+only cancels the change of the step, and releasing earlier curtailment can still leave the
+generators unable to ramp down (measured on ``l2rpn_idf_2023``: a game over of the dispatch
+after full curtailment then its release, with that parameter on).
 
 `legal_action` is the one home of these bounds: the box set and the optimisation expert
 (`distributed_grid2op.opf`) both build their grid2op actions with it.
@@ -84,19 +86,14 @@ class EnvRules:
     """The env parameters the legal ranges depend on.
 
     Args:
-        limit_infeasible: ``LIMIT_INFEASIBLE_CURTAILMENT_STORAGE_ACTION``: the env itself
-            limits curtailment / storage that the dispatch cannot follow.
         storage_losses: ``ACTIVATE_STORAGE_LOSS``: the storage efficiencies apply.
     """
 
-    limit_infeasible: bool = False
     storage_losses: bool = True
 
     @classmethod
     def from_env(cls, env) -> EnvRules:
-        p = env.parameters
-        return cls(bool(p.LIMIT_INFEASIBLE_CURTAILMENT_STORAGE_ACTION),
-                   bool(p.ACTIVATE_STORAGE_LOSS))  # fmt: skip
+        return cls(storage_losses=bool(env.parameters.ACTIVATE_STORAGE_LOSS))
 
 
 def redispatch_bounds(obs) -> tuple[np.ndarray, np.ndarray]:
@@ -169,11 +166,12 @@ def _pairs(ids, values) -> list[tuple[int, float]]:
     return [(int(i), float(v)) for i, v in zip(ids, values)]
 
 
-def legal_action(action_space, obs, values: UnitValues, rules: EnvRules = EnvRules()):
+def legal_action(action_space, obs, values: UnitValues, rules: EnvRules = EnvRules(), *,
+                 fit_margin: bool = True):  # fmt: skip
     """The grid2op action setting ``values``, each moved into its legal range for ``obs``
-    under the env's ``rules`` (see the module docstring); unless the env limits them itself,
-    curtailment and storage are scaled back towards doing nothing until the dispatch can
-    follow. Returns ``(action, legal UnitValues)``."""
+    under the env's ``rules`` (see the module docstring); with ``fit_margin``, curtailment
+    and storage are scaled back towards doing nothing until the dispatch can follow.
+    Returns ``(action, legal UnitValues)``."""
     cls = type(obs)
     g, r = values.redispatch
     lo, hi = redispatch_bounds(obs)
@@ -183,7 +181,7 @@ def legal_action(action_space, obs, values: UnitValues, rules: EnvRules = EnvRul
     s, p = values.storage
     slo, shi = storage_bounds(obs, rules.storage_losses)
     p = np.clip(np.asarray(p, dtype=float), slo[s], shi[s])
-    if not rules.limit_infeasible and (len(c) or len(s)):
+    if fit_margin and (len(c) or len(s)):
         lim, p = _fit_margin(obs, c, lim, s, p)
     legal = UnitValues((g, r), (c, lim), (s, p))
     act = {}

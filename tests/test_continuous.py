@@ -13,7 +13,6 @@ from grid2op.Exceptions import AmbiguousAction, IllegalAction
 from distributed_grid2op.action_sets import ACTION_SETS, TopologyActionSet
 from distributed_grid2op.continuous import (
     ContinuousActionSet,
-    EnvRules,
     UnitValues,
     legal_action,
     redispatch_bounds,
@@ -102,9 +101,21 @@ def test_every_output_is_legal_on_the_118_bus_grid(idf_env):
     """Redispatch (20 generators), curtailment (42) and storage (7), a few steps."""
     env = idf_env
     aset = ContinuousActionSet.from_env(env)
-    assert aset.n == 20 + 42 + 7 and not aset.rules.limit_infeasible
+    assert aset.n == 20 + 42 + 7
     moved = _walk(env, [aset], np.random.default_rng(1), steps=3, k=2)
     assert moved["redispatch"] > 0 and moved["curtail"] > 0 and moved["storage"] > 0
+
+
+def test_every_output_is_legal_when_the_env_limits_curtailment_too():
+    """With LIMIT_INFEASIBLE_CURTAILMENT_STORAGE_ACTION on, grid2op's limiter alone lets the
+    release of the full curtailment played before be a game over; with the translation's
+    margin it is not."""
+    env = make_env("l2rpn_idf_2023", seed=0,
+                   params={"LIMIT_INFEASIBLE_CURTAILMENT_STORAGE_ACTION": True})  # fmt: skip
+    try:
+        _walk(env, [ContinuousActionSet.from_env(env)], np.random.default_rng(2), steps=3, k=1)
+    finally:
+        env.close()
 
 
 def test_full_curtailment_is_scaled_back_so_the_dispatch_can_follow(idf_env):
@@ -114,7 +125,7 @@ def test_full_curtailment_is_scaled_back_so_the_dispatch_can_follow(idf_env):
     obs = env.reset(options={"time serie id": 0})
     ren = np.flatnonzero(type(env).gen_renewable)
     values = UnitValues(curtailment=(ren, np.zeros(len(ren))))
-    raw, _ = legal_action(env.action_space, obs, values, EnvRules(limit_infeasible=True))
+    raw, _ = legal_action(env.action_space, obs, values, fit_margin=False)
     *_, info = obs.simulate(raw, time_step=1)
     assert info["failed_redispatching"]
     fitted, legal = legal_action(env.action_space, obs, values)
