@@ -10,8 +10,8 @@ current observation, onto values that grid2op always accepts:
   dispatch): within ``[-gen_max_ramp_down, gen_max_ramp_up]``, such that both its production
   (``gen_p + delta``) and its scheduled production plus the new target dispatch
   (``gen_p - actual_dispatch + target_dispatch + delta``) stay in
-  ``[max(pmin, RUNNING_MW), pmax]`` (a running generator is never switched off: that would
-  break its minimum up time), and ``|target_dispatch + delta| <= pmax - pmin``. A generator
+  ``[max(pmin, RUNNING_MW), pmax]`` (the lower end no higher than ``gen_p``: a running
+  generator is never switched off, that could break its minimum up time), and ``|target_dispatch + delta| <= pmax - pmin``. A generator
   that is off (``gen_p <= OFF_MW``) is not redispatched (grid2op refuses it unless
   ``ALLOW_DISPATCH_GEN_SWITCH_OFF``, and switching it on may break its minimum down time).
   0 maps to "no change", -1 / +1 to the lowest / highest legal delta;
@@ -57,7 +57,7 @@ OFF_MW = 1e-3
 #: redispatch keeps a running generator at least this far above 0 MW (never switched off)
 RUNNING_MW = 1.0
 #: share of the running dispatchable generators' ramp margin that curtailment and storage
-#: changes may use when the env does not limit infeasible ones itself
+#: changes may use
 MARGIN_SHARE = 0.5
 #: scaling factors tried, largest first, when curtailment / storage must be scaled back
 _SCALES = np.linspace(1.0, 0.0, 41)
