@@ -25,8 +25,12 @@ state when it fails):
 The PTDF comes from the DC susceptances of the branches (lightsim2grid's model of the
 backend, `branch_susceptances`) and the observation's topology (`ptdf`), with the slack
 spread over the buses of each connected component (the balance constraint makes the choice
-irrelevant for the decisions). The solution becomes a grid2op action through
-`continuous.legal_action`, the bounds the continuous action sets use.
+irrelevant for the decisions). The DC flows of an observation's own injections are within
+3 MW (7% of the largest flow) of its AC flows on ``educ_case14_storage`` and within 6.4 MW
+(2%) on ``l2rpn_idf_2023`` (measured over 30 and 10 steps); ``rho_max`` (0.95) leaves room
+for that. The solution becomes a grid2op action through `continuous.legal_action`, the
+bounds the continuous action sets use. The expert decides only in danger (the rules do
+nothing below ``danger``), so redispatch it set stays until the next danger.
 
 Solver: HiGHS (``highspy``, installed with cvxpy), because the problem is a linear program
 (the absolute values become linear constraints): its dual simplex solves the 118-bus problem
