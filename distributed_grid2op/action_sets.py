@@ -126,4 +126,4 @@ def check_enumerable(env, substations) -> None:
 #: action-set kinds by name (a new kind: one class + one entry)
 ACTION_SETS: dict[str, type[ActionSet]] = {"topology": TopologyActionSet}
 
-from distributed_grid2op import continuous  # noqa: E402, F401 - registers "continuous"
+from distributed_grid2op import continuous  # noqa: E402, F401 - registers "box"

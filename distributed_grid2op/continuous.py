@@ -223,7 +223,7 @@ def _spread(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 class ContinuousActionSet(ActionSet):
-    """A box over some units: redispatch of the dispatchable generators, curtailment limits
+    """A box over some units (kind ``"box"``): redispatch of the dispatchable generators, curtailment limits
     of the renewable generators and set-points of the storage units (module docstring).
 
     Args:
@@ -234,7 +234,7 @@ class ContinuousActionSet(ActionSet):
         rules: the env parameters the legal ranges depend on (`EnvRules`).
     """
 
-    kind = "continuous"
+    kind = "box"  # the kind box learners take (SAC's registration)
 
     def __init__(self, action_space, redispatch=(), curtailment=(), storage=(), *,
                  rules: EnvRules = EnvRules()):  # fmt: skip

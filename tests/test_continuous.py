@@ -11,6 +11,7 @@ import pytest
 from grid2op.Exceptions import AmbiguousAction, IllegalAction
 
 from distributed_grid2op.action_sets import ACTION_SETS, TopologyActionSet
+from distributed_grid2op.agents.learners import learner_entry
 from distributed_grid2op.continuous import (
     ContinuousActionSet,
     UnitValues,
@@ -184,7 +185,8 @@ def test_bounds_on_crafted_states(storage_env):
 
 def test_registered_and_bad_input_is_a_user_error(storage_env):
     env = storage_env
-    assert ACTION_SETS["continuous"] is ContinuousActionSet
+    assert ACTION_SETS["box"] is ContinuousActionSet
+    assert ContinuousActionSet.kind in learner_entry("sac").action_kinds
     topo = TopologyActionSet([env.action_space()], [-1])
     assert topo.to_grid2op(0, env.reset()) == env.action_space()  # the observation is ignored
     aset = ContinuousActionSet.from_env(env)
