@@ -250,3 +250,65 @@ def test_simulate_segment_starting_in_a_game_over_is_an_empty_episode(case5_env,
     keep = clean["episode_id"] != 1
     np.testing.assert_array_equal(clean["action_raw"][keep], shard["action_raw"])
     np.testing.assert_array_equal(clean["next_state"][keep], shard["next_state"])
+
+
+def test_sensitivity_mode_records_the_do_nothing_reference(tmp_path, case5_env):
+    settings = _settings("sensitivity", actions_per_state=3, n_samples=30, max_steps=9)
+    data = C.collect(settings, tmp_path, progress=False)
+    for d in data.values():
+        n = len(d)
+        assert n > 0 and d.reference.shape == d.next_state.shape == (n, case5_env.n_line)
+        ok = ~d.terminal
+        # topology 0 (every element on bus 1) is what do-nothing keeps: no effect at all
+        zero = ok & (d.action_raw == 0)
+        np.testing.assert_array_equal(d.effects()[zero], 0.0)
+        # three actions are simulated from each visited state: its rows share the state
+        same_ep = d.episode_id[:3] == d.episode_id[0]
+        assert same_ep.all()
+        np.testing.assert_array_equal(d.state[0], d.state[2])
+        np.testing.assert_array_equal(d.reference[0], d.reference[1])
+        assert np.abs(d.effects()[ok & (d.action_raw != 0)]).max() > 0
+        assert d.drop_terminal().reference.shape[0] == int(ok.sum())
+    again = C.collect(settings, tmp_path / "again", progress=False)
+    for sub in data:
+        np.testing.assert_array_equal(again[sub].reference, data[sub].reference)
+    with pytest.raises(UserError, match="sensitivity"):
+        C.collect(_settings("thesis"), tmp_path / "t", progress=False)[SUBS[0]].effects()
+
+
+def test_actions_per_state_is_refused_in_thesis_mode_and_changes_the_fingerprint():
+    with pytest.raises(UserError, match="actions_per_state"):
+        _settings("thesis", actions_per_state=2)
+    one, four = _settings("simulate"), _settings("simulate", actions_per_state=4)
+    assert one.fingerprint() != four.fingerprint()
+    assert "actions_per_state" not in one.identity()  # older collections keep their fingerprint
+
+
+def test_simulate_segment_in_an_env_no_longer_initialised_is_an_empty_episode(
+    case5_env, monkeypatch
+):
+    """grid2op may leave the env uninitialised after a fast-forward into a game over without
+    ``env.done`` (the 118-bus crash 'This environment is not initialized')."""
+    from distributed_grid2op.execution import WorkerContext
+
+    settings = _settings("simulate", n_episodes=3, episodes_per_shard=3, max_steps=4)
+    ctx = WorkerContext()
+    env = C._worker_env(settings.spec, ctx)
+    real = type(env).get_obs
+    calls = {"ff": 0}
+    real_ff = type(env).fast_forward_chronics
+
+    def ff(self, nb_timestep, init_dt=None):
+        real_ff(self, nb_timestep, init_dt)
+        calls["ff"] += 1
+
+    def get_obs(self, *a, **kw):
+        if calls["ff"] == 2 and not calls.get("raised"):  # once, right after the 2nd ff
+            calls["raised"] = True
+            raise RuntimeError("This environment is not initialized. You cannot retrieve ...")
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(type(env), "fast_forward_chronics", ff)
+    monkeypatch.setattr(type(env), "get_obs", get_obs)
+    shard = C.run_shard(settings, 0, 0, 20, ctx)
+    assert shard["episode_lengths"].tolist() == [4, 0, 4]

@@ -20,6 +20,15 @@ Two modes:
   seeded uniformly random time step of its chronic, so that few chronics still give
   varied states. A segment whose start is a game over (the power flow of the do-nothing
   step that reaches it fails) is an empty episode.
+- ``sensitivity``: the simulate-mode trajectory, but at each state ``obs.simulate`` is called
+  once with do-nothing (the ``reference`` next state, stored with every transition) and for
+  ``actions_per_state`` random topologies of the substation (one transition each). The
+  difference ``next_state - reference`` is then the effect of the action alone (same state,
+  same forecast), exact to the power-flow tolerance: a sensitivity vector, data only.
+
+``actions_per_state`` (simulate and sensitivity modes, default 1) evaluates several random
+topologies per visited state: the cost of the env step (and of the reference) is shared, so
+samples/s approach ``obs.simulate`` calls/s.
 
 With a reduced action set (``actions.json``, `CollectActionSet`), the random topology of a
 substation is drawn from the file's actions of that substation instead (uniformly, same seeds),
@@ -53,12 +62,14 @@ from distributed_grid2op.errors import UserError
 from distributed_grid2op.execution import LOCAL, Executor, WorkerContext, available_cpus
 from distributed_grid2op.io import atomic_path, write_json
 
-MODES = ("thesis", "simulate")
+MODES = ("thesis", "simulate", "sensitivity")
 SHARD_FORMAT = 1
 SETTINGS_FILE = "collection.json"
 #: Steps of one simulate-mode episode (a do-nothing segment starting at a random time step).
 SIMULATE_SEGMENT = 100
 _ARRAYS = ("state", "next_state", "action_raw", "terminal", "episode_id", "step")
+#: Extra per-transition array of sensitivity mode: the do-nothing simulation of the same state.
+REFERENCE = "reference"
 
 
 @dataclass(frozen=True)
@@ -139,11 +150,13 @@ class CollectSettings:
     episodes_per_shard: int | None = None
     #: A reduced action set: each substation's random topology is drawn from its actions.
     action_set: CollectActionSet | None = None
+    #: Random topologies simulated per visited state (simulate and sensitivity modes).
+    actions_per_state: int = 1
 
     def __post_init__(self):
         if self.episodes_per_shard is None:  # short thesis episodes, long simulate segments
             object.__setattr__(self, "episodes_per_shard", 10 if self.mode == "thesis" else 2)
-        if self.max_steps is None and self.mode == "simulate":
+        if self.max_steps is None and self.mode != "thesis":
             object.__setattr__(self, "max_steps", SIMULATE_SEGMENT)
         if self.mode not in MODES:
             raise UserError(
@@ -157,6 +170,10 @@ class CollectSettings:
             raise UserError("max_steps must be at least 1 (or None for the chronic length)")
         if not self.attributes:
             raise UserError("at least one observation attribute is needed")
+        if self.actions_per_state < 1:
+            raise UserError("actions_per_state must be at least 1")
+        if self.actions_per_state > 1 and self.mode == "thesis":
+            raise UserError("actions_per_state > 1 needs --mode simulate or sensitivity")
         if self.action_set is not None:
             missing = sorted(set(self.substations) - set(self.action_set.substations()))
             if missing:
@@ -181,6 +198,8 @@ class CollectSettings:
         }
         if self.action_set is not None:  # absent otherwise: unchanged fingerprints
             out["action_set"] = self.action_set.identity()
+        if self.actions_per_state != 1:  # likewise
+            out["actions_per_state"] = int(self.actions_per_state)
         return out
 
     def topologies(self, env, sub: int) -> list:
@@ -217,6 +236,8 @@ class Transitions:
     episode_id: np.ndarray  # (N,) int32
     n_episodes: int = 0
     state_names: list[str] = field(default_factory=list)
+    #: sensitivity mode: the do-nothing simulation of the same state, (N, n) float32
+    reference: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.action_raw)
@@ -234,7 +255,14 @@ class Transitions:
             self.n_episodes,
             self.state_names,
             self._vectors,
+            None if self.reference is None else self.reference[keep],
         )
+
+    def effects(self) -> np.ndarray:
+        """``next_state - reference`` (sensitivity mode): the action's own effect per row."""
+        if self.reference is None:
+            raise UserError("sensitivity vectors need data collected with --mode sensitivity")
+        return self.next_state.astype(np.float64) - self.reference
 
     _vectors: np.ndarray | None = None
 
@@ -252,7 +280,9 @@ def encode_actions(action_raw: np.ndarray, vectors: np.ndarray | None = None) ->
     return np.asarray(inverse, dtype=np.float64).ravel() / len(uniq)
 
 
-def _make_transitions(sub, state, next_state, raw, terminal, episode_id, n_ep, names, vectors):
+def _make_transitions(
+    sub, state, next_state, raw, terminal, episode_id, n_ep, names, vectors, reference=None
+):
     t = Transitions(
         substation=int(sub),
         state=state,
@@ -263,6 +293,7 @@ def _make_transitions(sub, state, next_state, raw, terminal, episode_id, n_ep, n
         episode_id=episode_id,
         n_episodes=int(n_ep),
         state_names=list(names),
+        reference=reference,
     )
     t._vectors = vectors
     return t
@@ -357,28 +388,55 @@ def _episode_thesis(env, topologies, rng, attributes, max_steps):
             return states, nexts, acts, terms
 
 
-def _episode_simulate(env, topologies, rng, attributes, max_steps):
+def _episode_simulate(env, topologies, rng, attributes, max_steps, per_state=1, reference=False):
+    """A do-nothing (reconnecting) trajectory; at each state ``per_state`` random topologies
+    are evaluated with ``obs.simulate`` (and, with ``reference``, do-nothing once): returns
+    (states, next states, actions, terminal flags, references or None), at most ``max_steps``
+    transitions."""
     from distributed_grid2op.grid import reconnect_action
 
     obs = env.get_obs()
     do_nothing = env.action_space({})
     states, nexts, acts, terms = [], [], [], []
+    refs = [] if reference else None
     n_topo = len(topologies)
-    steps = 0
     while True:
-        a = int(rng.integers(n_topo))
-        sim_obs, _, sim_done, _ = obs.simulate(topologies[a])
-        states.append(_extract(obs, attributes))
-        nexts.append(_extract(sim_obs, attributes))
-        acts.append(a)
-        terms.append(bool(sim_done))
-        steps += 1
-        if max_steps is not None and steps >= max_steps:
-            return states, nexts, acts, terms
+        s = _extract(obs, attributes)
+        ref = None
+        if reference:
+            ref_obs, _, ref_done, _ = obs.simulate(do_nothing)
+            ref = None if ref_done else _extract(ref_obs, attributes)
+        for _ in range(per_state):
+            a = int(rng.integers(n_topo))
+            sim_obs, _, sim_done, _ = obs.simulate(topologies[a])
+            states.append(s)
+            nexts.append(_extract(sim_obs, attributes))
+            acts.append(a)
+            if reference:
+                # a diverging reference leaves no effect to measure: flagged like a divergence
+                refs.append(nexts[-1] if ref is None else ref)
+                sim_done = sim_done or ref is None
+            terms.append(bool(sim_done))
+            if max_steps is not None and len(acts) >= max_steps:
+                return states, nexts, acts, terms, refs
         act = reconnect_action(env.action_space, obs) or do_nothing
         obs, _, done, _ = env.step(act)
         if done:
-            return states, nexts, acts, terms
+            return states, nexts, acts, terms, refs
+
+
+def _start_obs_ready(env) -> bool:
+    """Whether the env holds a state to start from (a fast-forward may end in a game over:
+    ``env.done``, or an env grid2op no longer considers initialised)."""
+    if env.done:
+        return False
+    try:
+        env.get_obs()
+    except Exception as exc:  # noqa: BLE001 - grid2op's EnvError "not initialized"
+        if "not initialized" in str(exc) or "not intialized" in str(exc):
+            return False
+        raise
+    return True
 
 
 def run_shard(
@@ -392,8 +450,8 @@ def run_shard(
     """
     env = _worker_env(settings.spec, ctx)
     topologies = settings.topologies(env, sub)
-    play = _episode_thesis if settings.mode == "thesis" else _episode_simulate
-    cols = {k: [] for k in _ARRAYS}
+    sensitivity = settings.mode == "sensitivity"
+    cols = {k: [] for k in _ARRAYS + ((REFERENCE,) if sensitivity else ())}
     lengths = []
     budget = settings.n_samples
     with quiet_grid2op():
@@ -404,15 +462,25 @@ def run_shard(
             env_seed, agent_seed = episode_seeds(settings.seed, sub, ep)
             env.reset(seed=env_seed, options={"time serie id": ep % n_scenarios})
             rng = np.random.default_rng(agent_seed)
-            if settings.mode == "simulate":
+            if settings.mode != "thesis":
                 room = env.chronics_handler.max_timestep() - settings.max_steps - 1
                 if room > 0:
                     env.fast_forward_chronics(int(np.random.default_rng(env_seed).integers(room)))
-                if env.done:  # the do-nothing step that lands on the start time is a game over
+                if not _start_obs_ready(env):  # the do-nothing step to the start is a game over
                     lengths.append(0)  # no state to start from: an empty episode
                     continue
             cap = remaining if settings.max_steps is None else min(settings.max_steps, remaining)
-            states, nexts, acts, terms = play(env, topologies, rng, settings.attributes, cap)
+            if settings.mode == "thesis":
+                states, nexts, acts, terms = _episode_thesis(
+                    env, topologies, rng, settings.attributes, cap
+                )
+            else:
+                states, nexts, acts, terms, refs = _episode_simulate(
+                    env, topologies, rng, settings.attributes, cap,
+                    settings.actions_per_state, sensitivity,
+                )  # fmt: skip
+                if sensitivity:
+                    cols[REFERENCE] += refs
             n = len(acts)
             lengths.append(n)
             cols["state"] += states
@@ -433,6 +501,8 @@ def run_shard(
         "budget": np.int64(budget),
         "truncated": np.bool_(len(cols["action_raw"]) >= budget),
     }
+    if sensitivity:
+        out[REFERENCE] = np.asarray(cols[REFERENCE], dtype=np.float32).reshape(-1, width)
     return out
 
 
@@ -482,7 +552,7 @@ def read_shard(path: str | Path, fingerprint: str | None = None) -> dict:
             f"shard {path} comes from other collection settings; use another output folder"
         )
     n = len(data["action_raw"])
-    if any(len(data[k]) != n for k in _ARRAYS):
+    if any(len(data[k]) != n for k in _ARRAYS + ((REFERENCE,) if REFERENCE in data else ())):
         raise UserError(f"corrupt shard {path} (arrays of different lengths); delete it and rerun")
     return data
 
@@ -644,6 +714,7 @@ def load_collection(folder: str | Path, settings: CollectSettings) -> dict[int, 
         from distributed_grid2op.grid import substation_topology
 
         vectors = np.array([substation_topology(a, s, env) for a in settings.topologies(env, s)])
+        keys = _ARRAYS + ((REFERENCE,) if settings.mode == "sensitivity" else ())
         parts, count, n_ep = [], 0, 0
         first = 0
         while first < settings.n_episodes and count < settings.n_samples:
@@ -651,6 +722,8 @@ def load_collection(folder: str | Path, settings: CollectSettings) -> dict[int, 
             if not path.is_file():
                 break
             data = read_shard(path, fp)
+            if REFERENCE in keys and REFERENCE not in data:
+                raise UserError(f"corrupt shard {path} (missing {REFERENCE}); delete it and rerun")
             lengths = data["episode_lengths"]
             if (
                 bool(data.get("truncated", False))
@@ -662,15 +735,16 @@ def load_collection(folder: str | Path, settings: CollectSettings) -> dict[int, 
                 )
             keep_eps = min(len(lengths), settings.n_episodes - first)
             n_keep = int(np.sum(lengths[:keep_eps]))
-            parts.append({k: data[k][:n_keep] for k in _ARRAYS})
+            parts.append({k: data[k][:n_keep] for k in keys})
             count += n_keep
             n_ep += keep_eps
             first += settings.episodes_per_shard
         if parts:
-            cat = {k: np.concatenate([p[k] for p in parts]) for k in _ARRAYS}
+            cat = {k: np.concatenate([p[k] for p in parts]) for k in keys}
         else:
             width = len(names)
-            cat = {k: np.zeros((0, width) if "state" in k else 0) for k in _ARRAYS}
+            cat = {k: np.zeros((0, width) if k in ("state", "next_state", REFERENCE) else 0)
+                   for k in keys}  # fmt: skip
         n = min(count, settings.n_samples)
         if n:
             n_ep = int(cat["episode_id"][n - 1]) + 1
@@ -684,6 +758,7 @@ def load_collection(folder: str | Path, settings: CollectSettings) -> dict[int, 
             n_ep,
             names,
             vectors,
+            cat[REFERENCE][:n].astype(np.float32) if REFERENCE in cat else None,
         )
     return out
 
