@@ -296,7 +296,7 @@ factorization_docs = st.fixed_dictionaries(
 
 
 class FakeEnv:
-    n_sub, n_line, env_name = 14, 20, "l2rpn_case14_sandbox"
+    n_sub, n_line, n_gen, n_storage, env_name = 14, 20, 6, 0, "l2rpn_case14_sandbox"
 
     def get_path_env(self):
         return "/nonexistent/l2rpn_case14_sandbox"
