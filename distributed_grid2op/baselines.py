@@ -28,6 +28,9 @@ from distributed_grid2op.loop import DEFAULT_DANGER, Controller, Decision, LoopA
 from distributed_grid2op.scoring import best_index, simulated_max_rho
 
 BASELINES = ("do-nothing", "reconnect", "expert")
+#: baselines run only when asked for by name (``--baselines ...,opf``): the DC optimal power
+#: flow expert over redispatch, curtailment and storage (`distributed_grid2op.opf`)
+OPTIONAL_BASELINES = ("opf",)
 DANGER = DEFAULT_DANGER
 #: the expert's revert level: below it, split substations go back to the reference topology
 REVERT = 0.8
@@ -164,7 +167,7 @@ def make_baseline(
     budget: int | None = None,
     revert: float | None = REVERT,
 ) -> LoopAgent:
-    """A fresh baseline agent by name (``do-nothing``, ``reconnect`` or ``expert``)."""
+    """A fresh baseline agent by name (``do-nothing``, ``reconnect``, ``expert`` or ``opf``)."""
     if name == "do-nothing":
         return DoNothing(env.action_space, env)
     if name == "reconnect":
@@ -172,4 +175,9 @@ def make_baseline(
     if name == "expert":
         return GreedyExpert(env.action_space, env, danger=danger, action_file=action_file,
                             budget=budget, reconnect=reconnect, revert=revert)  # fmt: skip
-    raise UserError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+    if name == "opf":
+        from distributed_grid2op.opf import OPFExpert
+
+        return OPFExpert(env.action_space, env, danger=danger, reconnect=reconnect)
+    known = BASELINES + OPTIONAL_BASELINES
+    raise UserError(f"unknown baseline {name!r}; choose from {', '.join(known)}")

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from distributed_grid2op import cli
-from distributed_grid2op.baselines import BASELINES, DANGER, make_baseline
+from distributed_grid2op.baselines import BASELINES, DANGER, OPTIONAL_BASELINES, make_baseline
 from distributed_grid2op.baselines import REVERT as EXPERT_REVERT
 from distributed_grid2op.config import Config, option
 from distributed_grid2op.envs import EnvSpec, env_metadata, quiet_grid2op
@@ -166,9 +166,10 @@ def run_specs(baselines=(), agents=(), top_k=(None,)) -> list[RunSpec]:
     """Validate baseline names and agent directories into unique run names; with ``top_k``
     values, each agent runs once per value, named ``<dir>-top<k>``."""
     runs: list[RunSpec] = []
+    known = BASELINES + OPTIONAL_BASELINES
     for name in baselines:
-        if name not in BASELINES:
-            raise UserError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+        if name not in known:
+            raise UserError(f"unknown baseline {name!r}; choose from {', '.join(known)}")
         if all(r.name != name for r in runs):
             runs.append(RunSpec(name, "baseline", name))
     for path in agents:
@@ -683,10 +684,11 @@ def format_summary(runs: pd.DataFrame) -> str:
 def baseline_list(text: str) -> list[str]:
     """``do-nothing,expert`` -> a list of known baseline names (``none``: no baseline)."""
     names = [n.strip() for n in str(text).split(",") if n.strip() and n.strip() != "none"]
-    unknown = [n for n in names if n not in BASELINES]
+    known = BASELINES + OPTIONAL_BASELINES
+    unknown = [n for n in names if n not in known]
     if unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}"
+            f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(known)}"
         )
     return names
 
@@ -708,7 +710,8 @@ class EvaluateConfig(Config):
 
     agents: list = option([], "trained agent folders", nargs="*", metavar="DIR")
     baselines: list = option(list(BASELINES), "comma-separated subset of "
-                             f"{','.join(BASELINES)}, or 'none'", parse=baseline_list)  # fmt: skip
+                             f"{','.join(BASELINES + OPTIONAL_BASELINES)}, or 'none'",
+                             parse=baseline_list)  # fmt: skip
     env: str = option("l2rpn_case14_sandbox", "bundled env name or env folder path")
     thermal_limit_scale: float = option(1.0, "multiply thermal limits (0.85 = the stressed "
                                         "case14 protocol)", parse=cli.positive_float,

@@ -107,3 +107,17 @@ def test_opf_bad_input_is_a_user_error(storage_env):
         OPFExpert(storage_env.action_space, storage_env, kinds=["curtailment"])
     with pytest.raises(UserError, match="rho_max"):
         OPFExpert(storage_env.action_space, storage_env, rho_max=0.0)
+
+
+def test_opf_is_a_baseline_asked_for_by_name(storage_env, tmp_path):
+    from distributed_grid2op.baselines import BASELINES, make_baseline
+    from distributed_grid2op.envs import EnvSpec
+    from distributed_grid2op.evaluation import evaluate, run_specs
+
+    assert "opf" not in BASELINES  # not in every default evaluation
+    assert isinstance(make_baseline("opf", storage_env), OPFExpert)
+    runs = run_specs(["do-nothing", "opf"])
+    spec = EnvSpec("educ_case14_storage", thermal_limit_scale=0.8)
+    result = evaluate(runs, spec, tmp_path, episodes=1, max_steps=30, progress=False)
+    decisions = result.steps.groupby("run")["agent"].apply(lambda a: (a == "opf").sum())
+    assert decisions["opf"] > 0 and decisions["do-nothing"] == 0  # it acted in danger
