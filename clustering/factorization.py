@@ -12,6 +12,11 @@ Methods of `block_diagonalize` (see docs/methods.md for when each is right):
 - ``"spectral"``: scikit-learn `SpectralCoclustering` on the matrix clipped at 0; the number
   of blocks given, or chosen by the largest gap in the singular values of the normalised
   bipartite matrix.
+- ``"profiles"``: for a non-negative *effect* matrix (how much each input moves each variable,
+  e.g. sensitivities measured by simulation): Ward clustering of the inputs' log effect
+  profiles (`profile_clusters`), each row joining the block that moves it most. Unlike the
+  co-clustering methods it needs no block structure in the matrix itself: inputs whose effects
+  are local but overlap end in one block when their profiles look alike.
 
 Every row and every column ends in exactly one block; a block may have no rows or no columns
 (an input that influences nothing above the threshold, or a variable nothing influences).
@@ -31,10 +36,12 @@ __all__ = [
     "METHODS",
     "bipartite_modularity",
     "block_diagonalize",
+    "effect_profiles",
     "labels_from_groups",
+    "profile_clusters",
 ]
 
-METHODS = ("components", "threshold", "auto-threshold", "spectral")
+METHODS = ("components", "threshold", "auto-threshold", "spectral", "profiles")
 
 
 def _matrix(matrix) -> np.ndarray:
@@ -291,7 +298,8 @@ def block_diagonalize(
     quantile: per-column quantile for ``"components"``. threshold: number or array for
     ``"threshold"``. scan / grid: for ``"auto-threshold"``, ``"quantile"`` scans per-column
     quantiles (default grid 0.50, 0.51, ..., 0.99), ``"global"`` scans the distinct values of
-    the matrix (or ``grid``). n_clusters / random_state: for ``"spectral"`` (None = eigengap).
+    the matrix (or ``grid``). n_clusters / random_state: for ``"spectral"`` (None = eigengap);
+    n_clusters for ``"profiles"`` (None = the largest gap between Ward merge heights).
     """
     m = _matrix(matrix)
     n_r, n_c = m.shape
@@ -355,4 +363,84 @@ def block_diagonalize(
             "random_state": random_state,
         }
         return Factorization(rows, cols, "spectral", params, None)
+    if method == "profiles":
+        return profile_clusters(m, n_clusters=n_clusters)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+# --------------------------------------------------------------------------- effect profiles
+
+#: Entries of the effect matrix below this quantile are the "far field": the log profile
+#: is floored there, so a column's shape is set by the variables it visibly moves.
+PROFILE_FLOOR_QUANTILE = 0.8
+
+
+def effect_profiles(effects, floor_quantile: float = PROFILE_FLOOR_QUANTILE) -> np.ndarray:
+    """Log effect profiles (n_cols, n_rows) of a non-negative effect matrix (n_rows, n_cols).
+
+    ``effects[i, j]``: size of the change of variable i when input j acts (e.g. the root mean
+    square of next - do-nothing next of a line loading under random actions of a substation).
+    Profile j is ``log(effects[:, j] + floor)`` minus its mean over rows; ``floor`` is the
+    ``floor_quantile`` of all entries, so the profile measures how far (in orders of magnitude)
+    each variable lies from input j, and ignores what is lost in the far field.
+    """
+    m = _matrix(effects)
+    if np.any(m < 0):
+        raise ValueError("effects must be non-negative (sizes of changes)")
+    q = _check_quantile(floor_quantile)
+    floor = float(np.quantile(m, q))
+    if floor <= 0:
+        floor = float(m[m > 0].min()) if np.any(m > 0) else 1.0
+    f = np.log(m + floor).T
+    return f - f.mean(axis=1, keepdims=True)
+
+
+def ward_n_clusters(heights, max_clusters: int) -> int:
+    """Number of clusters at the largest gap between consecutive Ward merge heights, from 2 to
+    ``max_clusters`` (``heights``: scipy linkage column 2, ascending)."""
+    h = np.sort(np.asarray(heights, float))[::-1]  # h[0]: the merge 2 -> 1
+    top = min(max_clusters, len(h) + 1)
+    if top < 2:
+        return 1
+    gaps = [h[k - 2] - (h[k - 1] if k - 1 < len(h) else 0.0) for k in range(2, top + 1)]
+    return int(np.argmax(gaps)) + 2
+
+
+def profile_clusters(
+    effects,
+    n_clusters: int | None = None,
+    floor_quantile: float = PROFILE_FLOOR_QUANTILE,
+    max_clusters: int = 8,
+) -> Factorization:
+    """Blocks of an effect matrix (rows: variables, columns: inputs) by the shape of each
+    input's effect profile (`effect_profiles`): Ward clustering of the columns (the number of
+    blocks given, or at the largest gap between merge heights), then each row joins the block
+    of the input that moves it most (its largest effect). Deterministic (no random start)."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    m = _matrix(effects)
+    n_r, n_c = m.shape
+    prof = effect_profiles(m, floor_quantile)
+    if n_c < 2:
+        n, heights = 1, np.zeros(0)
+    else:
+        z = linkage(prof, method="ward")
+        heights = z[:, 2]
+        n = ward_n_clusters(heights, max_clusters) if n_clusters is None else int(n_clusters)
+    if not 1 <= n <= n_c:
+        raise ValueError(f"n_clusters must be in [1, {n_c}], got {n}")
+    lc = np.zeros(n_c, np.int64) if n == 1 else fcluster(z, n, criterion="maxclust") - 1
+    # fcluster numbers clusters arbitrarily: renumber by smallest column (a stable layout)
+    order = {c: i for i, c in enumerate(dict.fromkeys(lc.tolist()))}
+    lc = np.array([order[c] for c in lc], np.int64)
+    n = len(order)
+    lr = lc[np.argmax(m, axis=1)].astype(np.int64)
+    rows = [np.flatnonzero(lr == b).tolist() for b in range(n)]
+    cols = [np.flatnonzero(lc == b).tolist() for b in range(n)]
+    params = {
+        "n_clusters": n,
+        "n_clusters_auto": n_clusters is None,
+        "floor_quantile": float(floor_quantile),
+        "merge_heights": [round(float(h), 4) for h in np.sort(heights)[::-1][:10]],
+    }
+    return Factorization(rows, cols, "profiles", params, None)

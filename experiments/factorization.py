@@ -32,6 +32,9 @@ def run(run: Run, progress: bool = True) -> None:
             "ARI subs vs thesis": agree.get("thesis", {}).get("ari_substations", float("nan")),
             "ARI lines vs thesis": agree.get("thesis", {}).get("ari_lines", float("nan")),
             "ARI subs vs Louvain": agree["louvain"]["ari_substations"],
+            "ARI subs vs operator areas": (summary.get("areas") or {})
+            .get("method", {})
+            .get("ari", float("nan")),
             "min samples/substation": min(summary["samples"].values()),
         }
         rows.append(row)

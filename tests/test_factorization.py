@@ -198,3 +198,58 @@ def test_invalid_matrix_raises_value_error():
         block_diagonalize(m)
     with pytest.raises(ValueError, match="2-D"):
         block_diagonalize(np.zeros(4))
+
+
+# --------------------------------------------------------------------------- effect profiles
+
+
+def _two_area_effects(seed=0, n_per=12):
+    """Planted effects: rows and columns on two chains ("areas") joined by one weak link;
+    an input's effect on a row decays by 10x per step along the chain and by 1000x across
+    the link, times noise."""
+    rng = np.random.default_rng(seed)
+    pos = np.arange(2 * n_per)
+    area = (pos >= n_per).astype(int)
+    dist = np.abs(pos[:, None] - pos[None, :]) + 3.0 * (area[:, None] != area[None, :])
+    effects = 10.0 ** (-dist) * rng.uniform(0.5, 2.0, size=dist.shape)
+    return effects, area
+
+
+def test_profile_clusters_recover_planted_areas_given_or_not_the_number():
+    from sklearn.metrics import adjusted_rand_score
+
+    from clustering.factorization import profile_clusters
+
+    effects, area = _two_area_effects()
+    for n in (2, None):
+        fac = profile_clusters(effects, n_clusters=n)
+        assert fac.n_blocks == 2
+        assert adjusted_rand_score(area, fac.col_labels()) == 1.0
+        assert adjusted_rand_score(area, fac.row_labels()) == 1.0
+    assert fac.params["n_clusters_auto"] is True
+    assert block_diagonalize(effects, method="profiles", n_clusters=3).n_blocks == 3
+
+
+def test_profile_clusters_ignore_scale_and_shuffled_effects_do_not_look_like_areas():
+    from sklearn.metrics import adjusted_rand_score
+
+    from clustering.factorization import effect_profiles, profile_clusters
+
+    effects, area = _two_area_effects(seed=1)
+    np.testing.assert_allclose(effect_profiles(effects * 1e3), effect_profiles(effects), atol=1e-9)
+    rng = np.random.default_rng(0)
+    # which input moved which variable shuffled away: each row's entries permuted
+    shuffled = np.array([row[rng.permutation(len(row))] for row in effects])
+    fac = profile_clusters(shuffled, n_clusters=2)
+    assert adjusted_rand_score(area, fac.col_labels()) < 0.5
+    with pytest.raises(ValueError, match="non-negative"):
+        effect_profiles(-effects)
+
+
+def test_ward_n_clusters_takes_the_largest_gap_between_merge_heights():
+    from clustering.factorization import ward_n_clusters
+
+    # ascending merge heights; the 4 -> 3 merge (5.0) is far below the 3 -> 2 one (40.0)
+    assert ward_n_clusters([1.0, 2.0, 5.0, 40.0, 45.0], max_clusters=6) == 3
+    assert ward_n_clusters([1.0, 2.0, 3.0, 50.0], max_clusters=6) == 2
+    assert ward_n_clusters([], max_clusters=6) == 1

@@ -248,3 +248,78 @@ def test_workers_option_comes_from_the_execution_layer():
     assert build_parser().parse_args([]).workers is None  # default: the available CPUs
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--workers", "0"])
+
+
+@pytest.mark.slow
+def test_sensitivity_mode_end_to_end_with_n_clusters(tmp_path, capsys, case5_env):
+    out = tmp_path / "out"
+    argv = ["--env", "rte_case5_example", "--out", str(out), "--no-progress", "--workers", "1",
+            "--mode", "sensitivity", "--samples", "60", "--episodes", "4", "--permutations", "1",
+            "--actions-per-state", "3", "--n-clusters", "2"]  # fmt: skip
+    code, cap = _run(argv, capsys)
+    assert code == 0, cap.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mode"] == "sensitivity" and summary["method"] == "profiles"
+    assert summary["settings"]["actions_per_state"] == 3
+    assert len(summary["clusters"]) == 2 and summary["factorization_params"]["n_clusters"] == 2
+    effects = np.load(out / "effects.npy")
+    assert effects.shape == (case5_env.n_line, case5_env.n_sub) and np.all(effects >= 0)
+    from distributed_grid2op.grid import controllable_substations
+
+    ctrl = controllable_substations(case5_env)
+    assert np.all(effects[:, ctrl].max(axis=0) > 0)
+    assert summary["shuffled_control"]["n_clusters"] == 2
+    assert set(summary["locality"]) == {"mi", "effects"}
+    assert summary["areas"] is None  # case5 defines no operator areas
+    load_factorization(out / "factorization.json", env=case5_env)
+    assert "Shuffled control" in (out / "summary.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--n-clusters", "0"], "n-clusters"),
+        (["--actions-per-state", "x"], "actions-per-state"),
+        (["--mode", "thesis", "--actions-per-state", "4"], "actions-per-state"),
+        (["--mode", "thesis", "--method", "profiles"], "profiles"),
+    ],
+)
+def test_bad_sensitivity_options_exit_2_with_one_line(tmp_path, capsys, argv, needle):
+    code, cap = _run([*argv, "--out", str(tmp_path / "o"), "--no-progress"], capsys)
+    assert code == 2
+    assert cap.err.startswith("error:") and needle in cap.err and cap.err.count("\n") == 1
+
+
+def test_n_clusters_is_honoured_and_bounded():
+    rng = np.random.default_rng(0)
+    m = rng.uniform(0, 0.01, size=(12, 6))
+    for b in range(3):  # three planted blocks of 4 rows x 2 columns
+        m[4 * b : 4 * b + 4, 2 * b : 2 * b + 2] += 1.0
+    fac = P.factorize(m, list(range(6)), "spectral", 0.7, 0, n_clusters=3)
+    assert fac.n_blocks == 3 and sorted(map(len, fac.col_groups)) == [2, 2, 2]
+    assert P.factorize(m, list(range(6)), "profiles", 0.7, 0, n_clusters=2).n_blocks == 2
+    from distributed_grid2op.errors import UserError
+
+    with pytest.raises(UserError, match="n-clusters"):
+        P.factorize(m, list(range(6)), "spectral", 0.7, 0, n_clusters=7)
+
+
+def test_operator_areas_and_area_agreement():
+    from types import SimpleNamespace
+
+    rules = SimpleNamespace(legal_action=SimpleNamespace(substations_id_by_area={
+        "b": [3, 4, 5], "a": [0, 1, 2]}))  # fmt: skip
+    area = P.operator_areas(SimpleNamespace(_game_rules=rules, n_sub=6))
+    assert area.tolist() == [0, 0, 0, 1, 1, 1]
+    assert P.operator_areas(SimpleNamespace(n_sub=6)) is None  # no areas in the rules
+    same = P.area_agreement(np.array([1, 1, 1, 0, 0, 0]), area)
+    assert same["ari"] == 1.0 and same["homogeneity"] == 1.0 and same["min_purity"] == 1.0
+    split = P.area_agreement(np.array([0, 0, 1, 1, 2, 2]), area)
+    assert split["homogeneity"] < 1.0 and split["min_purity"] == 0.5 and split["min_size"] == 2
+    assert [c["size"] for c in split["clusters"]] == [2, 2, 2]
+
+
+def test_greedy_modularity_baseline_gives_the_number_asked(case14_env):
+    for n in (2, 3):
+        sub_c, line_c = P.greedy_modularity_baseline(case14_env, n)
+        assert len(set(sub_c.tolist())) == n and line_c.shape == (case14_env.n_line,)

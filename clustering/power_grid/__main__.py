@@ -1,10 +1,14 @@
 """``python -m clustering.power_grid``: find the clusters of lines and substations of a grid.
 
-Defaults: the thesis' numbers and collection (seed 29, thesis policy with its terminal
-transitions, up to 1000 episodes and 50 000 transitions per controllable substation,
-k = N/20, quantile 0.7 for the thesis method's files) with a 5-shuffle null and spectral
-co-clustering whose number of clusters maximises bipartite modularity. ``--thesis``
-reproduces the thesis route: a single shuffle and quantile + connected components.
+Defaults on grids up to 30 substations (case5, case14): the thesis' numbers and collection
+(seed 29, thesis policy with its terminal transitions, up to 1000 episodes and 50 000
+transitions per controllable substation, k = N/20, quantile 0.7 for the thesis method's files)
+with a 5-shuffle null and spectral co-clustering whose number of clusters maximises bipartite
+modularity. On larger grids (36-, 118-bus): sensitivity mode (1000 transitions per
+substation, 8 random topologies simulated per visited state next to a do-nothing reference)
+and the ``profiles`` method (Ward clustering of each substation's log effect profile over the
+lines). ``--thesis`` reproduces the thesis route: a single shuffle and quantile + connected
+components.
 """
 
 from __future__ import annotations
@@ -60,8 +64,8 @@ class FactorizeConfig(Config):
     env: str = option(DEFAULT_ENV, "bundled env name or env folder path")
     episodes: int | None = option(None, "max episodes per substation (default 1000)",
                                   parse=positive_int)  # fmt: skip
-    samples: int | None = option(None, "transitions per substation (default 50000)",
-                                 parse=positive_int)  # fmt: skip
+    samples: int | None = option(None, "transitions per substation (default 50000; sensitivity "
+                                 "mode 1000)", parse=positive_int)  # fmt: skip
     quantile: list | None = option(None, "column quantile of the thesis method, repeatable "
                                    "(default 0.7)", parse=_quantile, append=True)  # fmt: skip
     permutations: int | None = option(None, "shuffles in the MI null (default 5; thesis 1)",
@@ -70,9 +74,16 @@ class FactorizeConfig(Config):
                              "N/20)", parse=_k)  # fmt: skip
     seed: int = option(29, "seed of episodes, agents and shuffles", parse=int)
     out: str | None = option(None, "output folder (default runs/power_grid/<env>)", results=False)
-    method: str | None = option(None, "factorization method (default spectral; --thesis: "
-                                "components)", choices=METHODS)  # fmt: skip
-    mode: str | None = option(None, "collection mode (default thesis)", choices=MODES)
+    method: str | None = option(None, "factorization method (default auto: profiles in "
+                                "sensitivity mode, else spectral; --thesis: components)",
+                                choices=METHODS)  # fmt: skip
+    mode: str | None = option(None, "collection mode (default auto: thesis up to 30 "
+                              "substations, sensitivity above)", choices=("auto", *MODES))  # fmt: skip
+    n_clusters: int | None = option(None, "number of clusters (default: chosen by the method)",
+                                    parse=positive_int)  # fmt: skip
+    actions_per_state: int | None = option(None, "random topologies simulated per visited state "
+                                           "(simulate/sensitivity modes; default 1 / 8)",
+                                           parse=positive_int)  # fmt: skip
     quick: bool = option(False, "small settings for a fast look (100 episodes, 2000 samples, "
                          "1 shuffle)")  # fmt: skip
     resume: bool = option(False, "continue a collection already in --out", results=False)
@@ -114,6 +125,8 @@ class FactorizeConfig(Config):
         for attr, value in (("n_episodes", self.episodes), ("n_samples", self.samples),
                             ("n_permutations", self.permutations), ("k", self.k),
                             ("method", self.method), ("mode", self.mode),
+                            ("n_clusters", self.n_clusters),
+                            ("actions_per_state", self.actions_per_state),
                             ("max_steps", self.max_steps),
                             ("action_set", None if self.action_set is None else Path(self.action_set))):  # fmt: skip
             if value is not None:
@@ -166,6 +179,8 @@ def main(argv=None) -> int:
         if "thesis" in agree
         else ""
     )
+    if summary.get("areas"):
+        extra += f"; ARI vs operator areas {summary['areas']['method']['ari']:.2f}"
     print(
         f"{len(summary['clusters'])} cluster(s) [{sizes}] by {summary['method']} ({summary['mode']} mode){extra}; "
         f"{summary['timings_s']['total']:.0f} s; outputs in {config.to_pipeline().out}"

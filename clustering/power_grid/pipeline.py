@@ -20,7 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from clustering.mutual_info import resolve_k
-from clustering.power_grid.collect import CollectSettings, Transitions, collect, cpu_count
+from clustering.power_grid.collect import (
+    MODES,
+    CollectSettings,
+    Transitions,
+    collect,
+    cpu_count,
+)
 from distributed_grid2op.envs import EnvSpec, env_metadata, make_env, n_scenarios, quiet_grid2op
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.io import atomic_path, ensure_writable_dir, write_json, write_text
@@ -28,11 +34,20 @@ from distributed_grid2op.io import atomic_path, ensure_writable_dir, write_json,
 DEFAULT_ENV = "l2rpn_case14_sandbox"
 #: Below this many transitions a substation's MI column is mostly noise (k = N/20 < 50).
 MIN_SAMPLES = 1000
-METHODS = ("spectral", "spectral-eigengap", "components", "auto-threshold")
+METHODS = ("auto", "spectral", "spectral-eigengap", "components", "auto-threshold", "profiles")
 #: Below this bipartite modularity the best co-clustering is no decomposition (one cluster).
 MIN_MODULARITY = 0.05
-DEFAULT_METHOD = "spectral"
-DEFAULT_MODE = "thesis"
+DEFAULT_METHOD = "auto"  # profiles on sensitivity data, spectral otherwise
+DEFAULT_MODE = "auto"  # thesis up to AUTO_THESIS_MAX_SUBS substations, sensitivity above
+#: The thesis collection (random topologies played with env.step) is the default up to this
+#: grid size (case5, case14); above it game-over transitions dominate (docs/methods.md) and
+#: the default is sensitivity mode.
+AUTO_THESIS_MAX_SUBS = 30
+#: Transitions per substation by mode when --samples is not given.
+DEFAULT_SAMPLES = {"thesis": 50_000, "simulate": 50_000, "sensitivity": 1000}
+#: Random topologies per visited state in sensitivity mode when not given (the do-nothing
+#: reference and the env step are shared by them).
+DEFAULT_ACTIONS_PER_STATE = {"thesis": 1, "simulate": 1, "sensitivity": 8}
 THESIS_ENV = "l2rpn_case14_sandbox"
 
 
@@ -43,7 +58,7 @@ class PipelineConfig:
     env: str = DEFAULT_ENV
     out: Path = Path("runs/power_grid")
     n_episodes: int = 1000
-    n_samples: int = 50_000
+    n_samples: int | None = None  # None: DEFAULT_SAMPLES of the mode
     quantiles: tuple[float, ...] = (0.7,)
     n_permutations: int = 5
     k: float | int = 0.05
@@ -61,6 +76,12 @@ class PipelineConfig:
     min_samples: int = MIN_SAMPLES
     #: A reduced action set (actions.json): the explorative policy draws from its actions.
     action_set: Path | str | None = None
+    #: Number of clusters asked for (None: chosen automatically by the method).
+    n_clusters: int | None = None
+    #: Random topologies simulated per visited state (None: DEFAULT_ACTIONS_PER_STATE).
+    actions_per_state: int | None = None
+    #: Also run the method on data whose substation labels are shuffled (a control).
+    shuffled_control: bool = True
     progress: bool = True
     label: str = "default"
     timings: dict = field(default_factory=dict)
@@ -73,7 +94,17 @@ class PipelineConfig:
                 raise UserError(f"quantile must be in [0, 1), got {q}")
         if self.method not in METHODS:
             raise UserError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.n_samples < 1 or self.n_episodes < 1:
+        if self.mode not in ("auto", *MODES):
+            raise UserError(f"unknown mode {self.mode!r}; choose one of auto, {', '.join(MODES)}")
+        if self.method == "profiles" and self.mode not in ("auto", "sensitivity"):
+            raise UserError("--method profiles needs --mode sensitivity (effects of actions)")
+        if self.n_clusters is not None and self.n_clusters < 1:
+            raise UserError("--n-clusters must be at least 1")
+        if self.actions_per_state is not None and self.actions_per_state < 1:
+            raise UserError("--actions-per-state must be at least 1")
+        if self.actions_per_state not in (None, 1) and self.mode == "thesis":
+            raise UserError("--actions-per-state needs --mode simulate or sensitivity")
+        if self.n_samples is not None and self.n_samples < 1 or self.n_episodes < 1:
             raise UserError("--samples and --episodes must be at least 1")
         if self.n_permutations < 1:
             raise UserError("--permutations must be at least 1")
@@ -81,13 +112,35 @@ class PipelineConfig:
             raise UserError(f"k must be an integer >= 1 or a fraction in (0, 1), got {self.k}")
         if isinstance(self.k, int) and self.k < 1:
             raise UserError(f"k must be an integer >= 1 or a fraction in (0, 1), got {self.k}")
+        n = self.samples_for(self.mode)
         try:  # refused now, not after the whole collection
-            resolve_k(self.k, self.n_samples)
+            resolve_k(self.k, n)
         except ValueError:
             raise UserError(
-                f"k = {self.k} neighbours needs more than --samples {self.n_samples} transitions "
+                f"k = {self.k} neighbours needs more than --samples {n} transitions "
                 "per substation; lower --k or raise --samples"
             ) from None
+
+    def samples_for(self, mode: str) -> int:
+        """Transitions per substation in ``mode`` (auto: the smallest of the candidates)."""
+        if self.n_samples is not None:
+            return int(self.n_samples)
+        if mode == "auto":
+            return min(DEFAULT_SAMPLES["thesis"], DEFAULT_SAMPLES["sensitivity"])
+        return DEFAULT_SAMPLES[mode]
+
+    def resolve(self, n_sub: int) -> PipelineConfig:
+        """Fill the automatic choices for a grid of ``n_sub`` substations (in place)."""
+        if self.mode == "auto":
+            self.mode = "thesis" if n_sub <= AUTO_THESIS_MAX_SUBS else "sensitivity"
+        if self.method == "auto":
+            self.method = "profiles" if self.mode == "sensitivity" else "spectral"
+        if self.method == "profiles" and self.mode != "sensitivity":
+            raise UserError("--method profiles needs --mode sensitivity (effects of actions)")
+        self.n_samples = self.samples_for(self.mode)
+        if self.actions_per_state is None:
+            self.actions_per_state = DEFAULT_ACTIONS_PER_STATE[self.mode]
+        return self
 
 
 # --------------------------------------------------------------------------- MI stage
@@ -163,12 +216,32 @@ def mi_columns(
 # --------------------------------------------------------------------------- factorization
 
 
-def factorize(unbiased: np.ndarray, columns: list[int], method: str, quantile: float, seed: int):
-    """Blocks of the (lines x controllable substations) matrix; columns re-indexed to subs."""
+def factorize(
+    unbiased: np.ndarray,
+    columns: list[int],
+    method: str,
+    quantile: float,
+    seed: int,
+    n_clusters: int | None = None,
+):
+    """Blocks of the (lines x controllable substations) matrix; columns re-indexed to subs.
+
+    ``unbiased``: the unbiased MI matrix, or for ``profiles`` the effect matrix (mean size of
+    each line's change under each substation's actions). ``n_clusters``: asked for (spectral
+    and profiles), else chosen automatically.
+    """
     from clustering.factorization import block_diagonalize
 
     m = unbiased[:, columns]
-    if method == "spectral":
+    if n_clusters is not None and n_clusters > len(columns):
+        raise UserError(
+            f"--n-clusters {n_clusters} is more than the {len(columns)} substations with data"
+        )
+    if method == "profiles":
+        fac = block_diagonalize(m, method="profiles", n_clusters=n_clusters)
+    elif method == "spectral" and n_clusters is not None:
+        fac = block_diagonalize(m, method="spectral", n_clusters=n_clusters, random_state=seed)
+    elif method == "spectral":
         fac = spectral_by_modularity(m, seed)
     elif method == "spectral-eigengap":
         fac = block_diagonalize(m, method="spectral", random_state=seed)
@@ -292,6 +365,126 @@ def louvain_baseline(env, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return sub_c, sub_c[orig]
 
 
+def greedy_modularity_baseline(env, n_communities: int | None = None):
+    """Topology-only baseline: greedy modularity communities of the substation graph (Clauset-
+    Newman-Moore), ``n_communities`` of them if given, else the modularity optimum."""
+    import networkx as nx
+
+    from distributed_grid2op.grid import line_endpoints, substation_graph
+
+    g = substation_graph(env)
+    kw = {} if n_communities is None else {"cutoff": n_communities, "best_n": n_communities}
+    comms = nx.community.greedy_modularity_communities(g, weight="weight", **kw)
+    sub_c = np.zeros(int(env.n_sub), int)
+    for c, members in enumerate(sorted(comms, key=min)):
+        sub_c[list(members)] = c
+    orig, _ = line_endpoints(env)
+    return sub_c, sub_c[orig]
+
+
+def operator_areas(env) -> np.ndarray | None:
+    """The operator's area of every substation when the env's rules define areas (the
+    118-bus envs: ``legal_action.substations_id_by_area``), else None. Read for the report
+    only: no method sees it."""
+    by_area = getattr(getattr(env, "_game_rules", None), "legal_action", None)
+    by_area = getattr(by_area, "substations_id_by_area", None)
+    if not by_area:
+        return None
+    area = -np.ones(int(env.n_sub), int)
+    for a, (_, subs) in enumerate(sorted(by_area.items(), key=lambda kv: str(kv[0]))):
+        area[[int(x) for x in subs]] = a
+    return None if np.any(area < 0) else area
+
+
+def area_agreement(sub_c, area) -> dict:
+    """How a substation partition agrees with reference areas: ARI, homogeneity (1 = every
+    cluster inside one area), completeness, and per cluster its size, its main area and the
+    share of its substations in that area (purity)."""
+    from sklearn.metrics import adjusted_rand_score, completeness_score, homogeneity_score
+
+    sub_c, area = np.asarray(sub_c), np.asarray(area)
+    clusters = []
+    for c in range(int(sub_c.max()) + 1):
+        members = area[sub_c == c]
+        if members.size == 0:
+            continue
+        counts = np.bincount(members, minlength=int(area.max()) + 1)
+        clusters.append(
+            {
+                "size": int(members.size),
+                "area": int(np.argmax(counts)),
+                "purity": round(float(counts.max() / members.size), 4),
+            }
+        )
+    return {
+        "ari": float(adjusted_rand_score(area, sub_c)),
+        "homogeneity": float(homogeneity_score(area, sub_c)),
+        "completeness": float(completeness_score(area, sub_c)),
+        "clusters": clusters,
+        "min_purity": min(c["purity"] for c in clusters),
+        "min_size": min(c["size"] for c in clusters),
+    }
+
+
+def locality(env, matrix: np.ndarray, columns: list[int], top: int = 5) -> dict:
+    """Mean hop distance (substation graph) from each column's substation to its ``top``
+    lines by ``matrix`` (a line's distance: to its nearer end), against all lines (what
+    random lines would give). Evaluation only."""
+    import networkx as nx
+
+    from distributed_grid2op.grid import line_endpoints, substation_graph
+
+    hops = dict(nx.all_pairs_shortest_path_length(substation_graph(env)))
+    orig, ext = line_endpoints(env)
+    far = int(env.n_sub)  # a line in another connected component
+
+    def dist(s, ln):
+        return min(hops[s].get(int(orig[ln]), far), hops[s].get(int(ext[ln]), far))
+
+    top_d, all_d = [], []
+    for s in columns:
+        best = np.argsort(-matrix[:, s], kind="stable")[:top]
+        top_d.append(np.mean([dist(s, ln) for ln in best]))
+        all_d.append(np.mean([dist(s, ln) for ln in range(matrix.shape[0])]))
+    return {
+        "top": top,
+        "mean_hops_top": round(float(np.mean(top_d)), 3),
+        "mean_hops_random": round(float(np.mean(all_d)), 3),
+    }
+
+
+def _rms(rows: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.mean(np.square(rows), axis=0))
+
+
+def effect_columns(data: dict[int, Transitions], n_line: int, n_sub: int) -> np.ndarray:
+    """(n_line, n_sub) root mean square of next - do-nothing next of each line's loading under
+    each substation's random topologies (sensitivity mode; diverging simulations left out);
+    other columns 0. The RMS weighs the large effects, which reach farthest."""
+    eff = np.zeros((n_line, n_sub))
+    for s, d in data.items():
+        keep = ~d.terminal
+        if keep.any():
+            eff[:, s] = _rms(d.effects()[keep][:, :n_line])
+    return eff
+
+
+def shuffled_effects(data: dict[int, Transitions], n_line: int, n_sub: int, seed: int):
+    """The effect matrix after the rows of all substations are pooled and dealt back at
+    random (same counts): which substation acted is shuffled away, the rest is kept. A
+    control: a method that finds structure here finds it in noise."""
+    subs = sorted(s for s, d in data.items() if (~d.terminal).any())
+    rows = [data[s].effects()[~data[s].terminal][:, :n_line] for s in subs]
+    pool = np.concatenate(rows)
+    perm = np.random.default_rng(seed).permutation(len(pool))
+    eff = np.zeros((n_line, n_sub))
+    start = 0
+    for s, r in zip(subs, rows):
+        eff[:, s] = _rms(pool[perm[start : start + len(r)]])
+        start += len(r)
+    return eff
+
+
 def _labels_of(fact_file, n_sub, n_line):
     sub_c = np.zeros(n_sub, int)
     line_c = np.zeros(n_line, int)
@@ -332,7 +525,8 @@ class _Timer:
 
 
 def _decompose(env, env_name, unbiased, columns, cfg: PipelineConfig, method: str, quantile: float):
-    fac = factorize(unbiased, columns, method, quantile, cfg.seed)
+    n_clusters = cfg.n_clusters if method in ("spectral", "profiles") else None
+    fac = factorize(unbiased, columns, method, quantile, cfg.seed, n_clusters)
     sub_c, line_c = complete_assignment(env, fac, columns)
     params = {k: v for k, v in fac.params.items() if isinstance(v, (int, float, str, bool, dict))}
     params.update(
@@ -403,6 +597,7 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
             raise UserError(
                 f"{cfg.env}: its action space has no set-bus topology actions to explore"
             )
+        cfg.resolve(int(env.n_sub))
         subs = controllable_substations(env)
         if len(subs) < 2:
             raise UserError(
@@ -434,8 +629,9 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
         attributes=cfg.attributes,
         seed=cfg.seed,
         max_steps=cfg.max_steps,
-        episodes_per_shard=cfg.episodes_per_shard,
+        episodes_per_shard=None if cfg.mode == "sensitivity" else cfg.episodes_per_shard,
         action_set=action_set,
+        actions_per_state=cfg.actions_per_state,
     )
     with timer("collect"):
         data = collect(
@@ -448,6 +644,15 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
             n_scenarios=scen,
         )
     counts = {s: len(d) for s, d in data.items()}
+    throughput = {}
+    if cfg.mode != "thesis" and cfg.timings.get("collect", 0) > 0 and not cfg.resume:
+        # simulate calls: one per sample, plus the shared do-nothing reference per state
+        per_sample = 1 + (1 / cfg.actions_per_state if cfg.mode == "sensitivity" else 0)
+        rate = sum(counts.values()) / cfg.timings["collect"] / workers
+        throughput = {
+            "samples_per_s_per_worker": round(rate, 1),
+            "simulate_calls_per_s_per_worker": round(rate * per_sample, 1),
+        }
     low = [s for s, n in counts.items() if n < min(cfg.min_samples, cfg.n_samples)]
     for s in low:
         msg = (
@@ -469,11 +674,20 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
         mapper = as_mapper(executor)
     with timer("mutual information + null"):
         mi, shuffled, unbiased = mi_columns(used, n_line, n_sub, cfg, mapper=mapper)
-    for name, matrix in (("mi", mi), ("shuffled_mi", shuffled), ("unbiased_mi", unbiased)):
+    saved = [("mi", mi), ("shuffled_mi", shuffled), ("unbiased_mi", unbiased)]
+    effects = None
+    if cfg.mode == "sensitivity":
+        with timer("sensitivities"):
+            effects = effect_columns(data, n_line, n_sub)
+        saved.append(("effects", effects))
+    for name, matrix in saved:
         with atomic_path(out / f"{name}.npy", suffix=".npy") as tmp:
             np.save(tmp, matrix)
     rows_are_lines = list(cfg.attributes) == ["rho"]
+    main_matrix = effects if cfg.method == "profiles" else unbiased
     columns = [s for s in subs if np.any(mi[:, s] != 0)]
+    if cfg.method == "profiles":
+        columns = [s for s in subs if np.any(effects[:, s] != 0)]
     if len(columns) < 2:
         raise UserError(
             "fewer than two substations have enough transitions for the MI estimate; raise --samples"
@@ -486,7 +700,7 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
                 "factorization.json needs line loadings: use the default attributes ('rho')"
             )
         fac, sub_c, line_c, doc = _decompose(
-            env, env_name, unbiased, columns, cfg, cfg.method, cfg.quantiles[0]
+            env, env_name, main_matrix, columns, cfg, cfg.method, cfg.quantiles[0]
         )
         path = write_json(out / "factorization.json", doc)
         load_factorization(path, env=env)  # validated: every line and substation once
@@ -506,9 +720,42 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
         for key, (_, qs, ql, _) in results.items():
             if key != "main" and thesis is not None:
                 agree[f"thesis_{key}"] = agreement(qs, ql, *thesis)
+        areas = operator_areas(env)
+        baselines = {
+            "louvain": (base_s, base_l),
+            "greedy_modularity": greedy_modularity_baseline(env),
+        }
+        if areas is not None:
+            n_areas = int(areas.max()) + 1
+            baselines[f"greedy_modularity_{n_areas}"] = greedy_modularity_baseline(env, n_areas)
+        area_report = None
+        if areas is not None:
+            area_report = {
+                "n_areas": int(areas.max()) + 1,
+                "sizes": np.bincount(areas).tolist(),
+                "method": area_agreement(sub_c, areas),
+                "baselines": {k: area_agreement(bs, areas) for k, (bs, _) in baselines.items()},
+            }
+        local = {"mi": locality(env, unbiased, columns)}
+        if effects is not None:
+            local["effects"] = locality(env, effects, columns)
+
+    control = None
+    if effects is not None and cfg.shuffled_control:
+        with timer("shuffled control"):
+            eff0 = shuffled_effects(data, n_line, n_sub, cfg.seed)
+            _, s0, l0, doc0 = _decompose(env, env_name, eff0, columns, cfg, "profiles", 0.0)
+            control = {
+                "what": "profiles on the effects with the acting substation shuffled",
+                "n_clusters": len(doc0["clusters"]),
+                "vs_main": agreement(sub_c, line_c, s0, l0),
+            }
+            if areas is not None:
+                control["vs_areas"] = area_agreement(s0, areas)
 
     comparison = None
-    if cfg.compare_terminal and any(d.terminal.any() for d in data.values()):
+    terminal = any(d.terminal.any() for d in data.values())
+    if cfg.compare_terminal and cfg.mode != "sensitivity" and terminal:
         with timer("terminal comparison"):
             other = (
                 {s: d.drop_terminal() for s, d in data.items()} if not cfg.drop_terminal else data
@@ -530,7 +777,9 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
                     comparison["vs_thesis"] = agreement(s2, l2, *thesis)
 
     with timer("figures"):
-        figures = _figures(out, env, (mi, shuffled, unbiased), columns, results, sub_c, line_c, cfg)
+        figures = _figures(
+            out, env, (mi, shuffled, unbiased), columns, results, sub_c, line_c, cfg, effects
+        )
 
     cfg.timings["total"] = time.perf_counter() - t_start
     summary = {
@@ -549,6 +798,8 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
             "drop_terminal": cfg.drop_terminal,
             "label": cfg.label,
             "thermal_limit_scale": cfg.thermal_limit_scale,
+            "actions_per_state": cfg.actions_per_state,
+            "n_clusters": cfg.n_clusters,
             **(
                 {"action_set": {"source": str(cfg.action_set), **action_set.identity()}}
                 if action_set is not None
@@ -563,8 +814,12 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
         "factorization_params": doc["params"],
         "quantile_clusters": {k: v[3]["clusters"] for k, v in results.items() if k != "main"},
         "agreement": agree,
+        "areas": area_report,
+        "locality": local,
+        "shuffled_control": control,
         "terminal_comparison": comparison,
         "timings_s": {k: round(v, 2) for k, v in cfg.timings.items()},
+        "timings_throughput": throughput,
         "notes": notes,
         "figures": figures,
     }
@@ -574,7 +829,7 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
     return summary
 
 
-def _figures(out, env, matrices, columns, results, sub_c, line_c, cfg) -> list[str]:
+def _figures(out, env, matrices, columns, results, sub_c, line_c, cfg, effects=None) -> list[str]:
     from clustering.plots import plot_binarized, plot_blocks, plot_mi_heatmap
     from clustering.power_grid.figures import plot_grid_clusters
 
@@ -601,12 +856,13 @@ def _figures(out, env, matrices, columns, results, sub_c, line_c, cfg) -> list[s
             title="unbiased MI = MI - shuffled MI (nats)",
         ),
         plot_blocks(
-            unbiased[:, columns],
+            unbiased[:, columns] if effects is None else np.log10(effects[:, columns] + 1e-6),
             results["main"][0],
             fig_dir / "blocks.png",
             rows,
             cols,
-            title=f"blocks ({results['main'][3]['method']})",
+            title=f"blocks ({results['main'][3]['method']})"
+            + ("" if effects is None else ": log10 RMS effect on rho"),
         ),
         plot_grid_clusters(
             env,
@@ -645,13 +901,69 @@ def _fmt_clusters(clusters) -> str:
     return "\n".join(f"| {i} | {c['substations']} | {c['lines']} |" for i, c in enumerate(clusters))
 
 
+def _area_row(name: str, a: dict) -> str:
+    sizes = ", ".join(f"{c['size']} ({c['purity']:.0%} in area {c['area']})" for c in a["clusters"])
+    return (
+        f"| {name} | {len(a['clusters'])} | {a['ari']:.3f} | {a['homogeneity']:.3f} | "
+        f"{a['completeness']:.3f} | {sizes} |"
+    )
+
+
+def _areas_markdown(s: dict) -> list[str]:
+    """Sections on the operator areas, locality and the shuffled control (when present)."""
+    out = []
+    ar = s.get("areas")
+    if ar:
+        out += [
+            "## Agreement with the operator's areas",
+            "",
+            f"The env's rules define {ar['n_areas']} areas ({ar['sizes']} substations); "
+            "no method sees them. Homogeneity 1 = every cluster inside one area.",
+            "",
+            "| partition | clusters | ARI | homogeneity | completeness | "
+            "substations per cluster (share in its main area) |",
+            "|---|---|---|---|---|---|",
+            _area_row(f"**{s['method']}** (this run)", ar["method"]),
+        ]
+        out += [_area_row(f"{k} (topology only)", a) for k, a in ar["baselines"].items()]
+        out.append("")
+    loc = s.get("locality")
+    if loc:
+        out += [
+            "## Locality",
+            "",
+            "Mean hops from a controllable substation to its top lines (a line: its nearer end) "
+            "vs to all lines (what random lines give):",
+            "",
+            "| matrix | top lines | mean hops (top) | mean hops (all lines) |",
+            "|---|---|---|---|",
+        ]
+        out += [
+            f"| {k} | {v['top']} | {v['mean_hops_top']:.2f} | {v['mean_hops_random']:.2f} |"
+            for k, v in loc.items()
+        ]
+        out.append("")
+    ctl = s.get("shuffled_control")
+    if ctl:
+        vs_areas = f", ARI vs areas {ctl['vs_areas']['ari']:.3f}" if "vs_areas" in ctl else ""
+        out += [
+            "## Shuffled control",
+            "",
+            f"{ctl['what']}: {ctl['n_clusters']} cluster(s), ARI vs this run "
+            f"{ctl['vs_main']['ari_substations']:.3f} (substations){vs_areas}.",
+            "",
+        ]
+    return out
+
+
 def summary_markdown(s: dict) -> str:
     """Human-readable `summary.md`."""
     st = s["settings"]
     lines = [
         f"# Power-grid factorization: {s['env']}",
         "",
-        f"Mode **{s['mode']}**, method **{s['method']}**, k = {st['k']}, "
+        f"Mode **{s['mode']}**, method **{s['method']}**, {st['n_samples']} transitions per "
+        f"substation ({st.get('actions_per_state', 1)} action(s) per state), k = {st['k']}, "
         f"{st['n_permutations']} shuffle(s) in the null, seed {st['seed']}, {st['workers']} worker(s), "
         f"thermal limits x {st['thermal_limit_scale']}, terminal transitions "
         f"{'dropped' if st['drop_terminal'] else 'kept'}.",
@@ -687,6 +999,7 @@ def summary_markdown(s: dict) -> str:
         "`louvain_vs_thesis`: the topology-only baseline itself vs the thesis partition.",
         "",
     ]
+    lines += _areas_markdown(s)
     lines += [
         "## Samples per controllable substation",
         "",
@@ -725,6 +1038,8 @@ def summary_markdown(s: dict) -> str:
         lines.append("No terminal transitions in the data (or comparison disabled).")
     lines += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in s["timings_s"].items()]
+    lines += [f"| collection: {k.replace('_', ' ')} | {v:.1f} |"
+              for k, v in s.get("timings_throughput", {}).items()]  # fmt: skip
     if s["notes"]:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in s["notes"]]
     lines += ["", "Figures: " + ", ".join(f"`{f}`" for f in s["figures"]), ""]
