@@ -13,8 +13,9 @@ Methods of `block_diagonalize` (see docs/methods.md for when each is right):
   of blocks given, or chosen by the largest gap in the singular values of the normalised
   bipartite matrix.
 - ``"profiles"``: for a non-negative *effect* matrix (how much each input moves each variable,
-  e.g. sensitivities measured by simulation): Ward clustering of the inputs' log effect
-  profiles (`profile_clusters`), each row joining the block that moves it most. Unlike the
+  e.g. sensitivities measured by simulation): average-linkage clustering of the inputs' log
+  effect profiles by correlation (`profile_clusters`), each row joining the block of the
+  input that moves it most. Unlike the
   co-clustering methods it needs no block structure in the matrix itself: inputs whose effects
   are local but overlap end in one block when their profiles look alike.
 
@@ -299,7 +300,7 @@ def block_diagonalize(
     ``"threshold"``. scan / grid: for ``"auto-threshold"``, ``"quantile"`` scans per-column
     quantiles (default grid 0.50, 0.51, ..., 0.99), ``"global"`` scans the distinct values of
     the matrix (or ``grid``). n_clusters / random_state: for ``"spectral"`` (None = eigengap);
-    n_clusters for ``"profiles"`` (None = the largest gap between Ward merge heights).
+    n_clusters for ``"profiles"`` (None = the largest gap between merge heights).
     """
     m = _matrix(matrix)
     n_r, n_c = m.shape
@@ -395,9 +396,9 @@ def effect_profiles(effects, floor_quantile: float = PROFILE_FLOOR_QUANTILE) -> 
     return f - f.mean(axis=1, keepdims=True)
 
 
-def ward_n_clusters(heights, max_clusters: int) -> int:
-    """Number of clusters at the largest gap between consecutive Ward merge heights, from 2 to
-    ``max_clusters`` (``heights``: scipy linkage column 2, ascending)."""
+def merge_gap_n_clusters(heights, max_clusters: int) -> int:
+    """Number of clusters at the largest gap between consecutive merge heights of a
+    hierarchical clustering, from 2 to ``max_clusters`` (``heights``: scipy linkage column 2)."""
     h = np.sort(np.asarray(heights, float))[::-1]  # h[0]: the merge 2 -> 1
     top = min(max_clusters, len(h) + 1)
     if top < 2:
@@ -413,9 +414,10 @@ def profile_clusters(
     max_clusters: int = 8,
 ) -> Factorization:
     """Blocks of an effect matrix (rows: variables, columns: inputs) by the shape of each
-    input's effect profile (`effect_profiles`): Ward clustering of the columns (the number of
-    blocks given, or at the largest gap between merge heights), then each row joins the block
-    of the input that moves it most (its largest effect). Deterministic (no random start)."""
+    input's effect profile (`effect_profiles`): average-linkage clustering of the columns with
+    1 - Pearson correlation of their profiles as distance (the number of blocks given, or at the
+    largest gap between merge heights), then each row joins the block of the input that moves
+    it most (its largest effect). Deterministic (no random start)."""
     from scipy.cluster.hierarchy import fcluster, linkage
 
     m = _matrix(effects)
@@ -424,9 +426,10 @@ def profile_clusters(
     if n_c < 2:
         n, heights = 1, np.zeros(0)
     else:
-        z = linkage(prof, method="ward")
+        # average linkage (UPGMA) on correlation distance: 1 - Pearson r of two profiles
+        z = linkage(prof, method="average", metric="correlation")
         heights = z[:, 2]
-        n = ward_n_clusters(heights, max_clusters) if n_clusters is None else int(n_clusters)
+        n = merge_gap_n_clusters(heights, max_clusters) if n_clusters is None else int(n_clusters)
     if not 1 <= n <= n_c:
         raise ValueError(f"n_clusters must be in [1, {n_c}], got {n}")
     lc = np.zeros(n_c, np.int64) if n == 1 else fcluster(z, n, criterion="maxclust") - 1

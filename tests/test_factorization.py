@@ -205,12 +205,12 @@ def test_invalid_matrix_raises_value_error():
 
 def _two_area_effects(seed=0, n_per=12):
     """Planted effects: rows and columns on two chains ("areas") joined by one weak link;
-    an input's effect on a row decays by 10x per step along the chain and by 1000x across
+    an input's effect on a row decays by 10x per 5 steps along the chain and by 1000x across
     the link, times noise."""
     rng = np.random.default_rng(seed)
     pos = np.arange(2 * n_per)
     area = (pos >= n_per).astype(int)
-    dist = np.abs(pos[:, None] - pos[None, :]) + 3.0 * (area[:, None] != area[None, :])
+    dist = 0.2 * np.abs(pos[:, None] - pos[None, :]) + 3.0 * (area[:, None] != area[None, :])
     effects = 10.0 ** (-dist) * rng.uniform(0.5, 2.0, size=dist.shape)
     return effects, area
 
@@ -246,10 +246,10 @@ def test_profile_clusters_ignore_scale_and_shuffled_effects_do_not_look_like_are
         effect_profiles(-effects)
 
 
-def test_ward_n_clusters_takes_the_largest_gap_between_merge_heights():
-    from clustering.factorization import ward_n_clusters
+def test_merge_gap_n_clusters_takes_the_largest_gap_between_merge_heights():
+    from clustering.factorization import merge_gap_n_clusters
 
     # ascending merge heights; the 4 -> 3 merge (5.0) is far below the 3 -> 2 one (40.0)
-    assert ward_n_clusters([1.0, 2.0, 5.0, 40.0, 45.0], max_clusters=6) == 3
-    assert ward_n_clusters([1.0, 2.0, 3.0, 50.0], max_clusters=6) == 2
-    assert ward_n_clusters([], max_clusters=6) == 1
+    assert merge_gap_n_clusters([1.0, 2.0, 5.0, 40.0, 45.0], max_clusters=6) == 3
+    assert merge_gap_n_clusters([1.0, 2.0, 3.0, 50.0], max_clusters=6) == 2
+    assert merge_gap_n_clusters([], max_clusters=6) == 1

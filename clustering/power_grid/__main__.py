@@ -6,7 +6,7 @@ transitions per controllable substation, k = N/20, quantile 0.7 for the thesis m
 with a 5-shuffle null and spectral co-clustering whose number of clusters maximises bipartite
 modularity. On larger grids (36-, 118-bus): sensitivity mode (1000 transitions per
 substation, 8 random topologies simulated per visited state next to a do-nothing reference)
-and the ``profiles`` method (Ward clustering of each substation's log effect profile over the
+and the ``profiles`` method (average-linkage clustering of each substation's log effect profile over the
 lines). ``--thesis`` reproduces the thesis route: a single shuffle and quantile + connected
 components.
 """
