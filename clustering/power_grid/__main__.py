@@ -68,7 +68,8 @@ class FactorizeConfig(Config):
                                  "mode 1000)", parse=positive_int)  # fmt: skip
     quantile: list | None = option(None, "column quantile of the thesis method, repeatable "
                                    "(default 0.7)", parse=_quantile, append=True)  # fmt: skip
-    permutations: int | None = option(None, "shuffles in the MI null (default 5; thesis 1)",
+    permutations: int | None = option(None, "shuffles in the MI null (default 5; thesis 1; "
+                                      "sensitivity mode 1)",
                                       parse=positive_int)  # fmt: skip
     k: float | None = option(None, "KSG neighbours: integer, or fraction of N (default 0.05 = "
                              "N/20)", parse=_k)  # fmt: skip

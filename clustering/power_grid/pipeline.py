@@ -48,6 +48,9 @@ DEFAULT_SAMPLES = {"thesis": 50_000, "simulate": 50_000, "sensitivity": 1000}
 #: Random topologies per visited state in sensitivity mode when not given (the do-nothing
 #: reference and the env step are shared by them).
 DEFAULT_ACTIONS_PER_STATE = {"thesis": 1, "simulate": 1, "sensitivity": 8}
+#: Shuffles in the MI null by mode when not given (sensitivity mode factorizes the effects;
+#: its MI is only reported, one shuffle is enough there).
+DEFAULT_PERMUTATIONS = {"thesis": 5, "simulate": 5, "sensitivity": 1}
 THESIS_ENV = "l2rpn_case14_sandbox"
 
 
@@ -60,7 +63,7 @@ class PipelineConfig:
     n_episodes: int = 1000
     n_samples: int | None = None  # None: DEFAULT_SAMPLES of the mode
     quantiles: tuple[float, ...] = (0.7,)
-    n_permutations: int = 5
+    n_permutations: int | None = None  # None: DEFAULT_PERMUTATIONS of the mode
     k: float | int = 0.05
     seed: int = 29
     workers: int = 0  # 0 = all usable cores
@@ -106,7 +109,7 @@ class PipelineConfig:
             raise UserError("--actions-per-state needs --mode simulate or sensitivity")
         if self.n_samples is not None and self.n_samples < 1 or self.n_episodes < 1:
             raise UserError("--samples and --episodes must be at least 1")
-        if self.n_permutations < 1:
+        if self.n_permutations is not None and self.n_permutations < 1:
             raise UserError("--permutations must be at least 1")
         if isinstance(self.k, float) and not 0.0 < self.k < 1.0:
             raise UserError(f"k must be an integer >= 1 or a fraction in (0, 1), got {self.k}")
@@ -140,6 +143,8 @@ class PipelineConfig:
         self.n_samples = self.samples_for(self.mode)
         if self.actions_per_state is None:
             self.actions_per_state = DEFAULT_ACTIONS_PER_STATE[self.mode]
+        if self.n_permutations is None:
+            self.n_permutations = DEFAULT_PERMUTATIONS[self.mode]
         return self
 
 
