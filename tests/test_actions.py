@@ -315,3 +315,16 @@ def test_ranking_keeps_each_stressed_state_best_remedy():
         base, scores, subs, per_substation=1, max_actions=4, min_relief=0.01
     )
     assert picked == [0, 1, 3]  # one per substation; by substation
+
+
+def test_states_are_the_moments_to_act_not_the_peaks():
+    from distributed_grid2op.actions.reduce import danger_moments, select_states
+
+    rhos = [0.5, 0.92, 0.97, 1.02, 1.4, 0.8, 0.95, 0.93, 0.7, 1.1]
+    # periods: steps 1-4 (first overload at 3, peak 1.4), 6-7 (no overload), 9 (alone)
+    assert danger_moments(rhos, 0.9) == [(1.4, 3), (0.95, 6), (1.1, 9)]
+    episodes = [{"scenario": 0, "seed": 1, "offset": 0, "rhos": np.asarray(rhos)}]
+    steps = [s["step"] for s in select_states(episodes, 2, 0.9, min_gap=2)]
+    assert steps == [3, 9]  # the most severe periods' moments, not the peak (step 4)
+    steps = [s["step"] for s in select_states(episodes, 4, 0.9, min_gap=2)]
+    assert steps == [1, 3, 6, 9]  # then by max rho: steps 4, 2 and 7 are too close to one kept

@@ -9,9 +9,11 @@ Three steps, all seeded:
    than ``max_candidates`` gets a seeded sample of them, so a 17-element substation (65 505
    grid2op topologies) costs ``max_candidates``, never the full list.
 2. **Stressed states**: do-nothing with safe reconnection (`loop.Controller`'s rule, the one
-   every agent plays) is played on seeded (scenario, start offset) episodes; the ``states`` steps with the
-   highest max rho (at least ``min_gap`` steps apart within a scenario) are kept, those at or
-   above ``rho_threshold`` first (the file flags each state ``stressed`` or not). A state is
+   every agent plays) is played on seeded (scenario, start offset) episodes; ``states`` steps
+   are kept (at least ``min_gap`` steps apart within a scenario): first the moment of each
+   danger period (max rho >= ``rho_threshold``) when an operator has to act, its first
+   overloaded step (`danger_moments`), the most severe periods first; then the highest max
+   rho steps (the file flags each state ``stressed`` or not). A state is
    the recipe ``(scenario, seed, offset, step, reconnections)``: workers replay it
    (observations do not pickle), playing the recorded reconnections.
 3. **Scoring**: every candidate is simulated on every state with
@@ -220,18 +222,46 @@ def _episode_task(ctx, task, shared):
     return {"offset": offset, "rhos": np.asarray(rhos, dtype=np.float64), "reconnections": played}
 
 
+def danger_moments(rhos, threshold: float) -> list[tuple[float, int]]:
+    """``(peak, step)`` per danger period (a run of steps with max rho >= ``threshold``): the
+    step an operator has to act at, the period's first overloaded step (max rho >= 1) or, if
+    none, its first step; ``peak`` is the period's highest max rho. Acting at the peak is
+    often too late (lines have tripped, the grid is splitting), so these are the states a
+    remedy is scored on first."""
+    rhos = np.asarray(rhos, dtype=float)
+    out, t = [], 0
+    while t < rhos.size:
+        if not (np.isfinite(rhos[t]) and rhos[t] >= threshold):
+            t += 1
+            continue
+        end = t
+        while end + 1 < rhos.size and np.isfinite(rhos[end + 1]) and rhos[end + 1] >= threshold:
+            end += 1
+        period = rhos[t : end + 1]
+        over = np.flatnonzero(period >= 1.0)
+        out.append((float(period.max()), int(t + (over[0] if over.size else 0))))
+        t = end + 1
+    return out
+
+
 def select_states(episodes: list[dict], n: int, threshold: float, min_gap: int) -> list[dict]:
-    """The ``n`` highest-max-rho steps, at least ``min_gap`` time steps apart within one
-    scenario (two episodes of a scenario may reach the same moment); ties in order."""
+    """``n`` states, at least ``min_gap`` time steps apart within one scenario (two episodes of
+    a scenario may reach the same moment): first the `danger_moments` of every episode, the
+    most severe periods first; then, to fill, the highest-max-rho steps; ties in order."""
     rows = [
-        (-float(r), k, t)
+        (0, -peak, k, t)
+        for k, ep in enumerate(episodes)
+        for peak, t in danger_moments(ep["rhos"], threshold)
+    ]
+    rows += [
+        (1, -float(r), k, t)
         for k, ep in enumerate(episodes)
         for t, r in enumerate(ep["rhos"])
         if np.isfinite(r)
     ]
     rows.sort()
     chosen: list[tuple[int, int, float]] = []
-    for neg, k, t in rows:
+    for _, _, k, t in rows:
         if len(chosen) >= n:
             break
         when = (episodes[k]["scenario"], episodes[k]["offset"] + t)  # the same moment twice
@@ -242,7 +272,7 @@ def select_states(episodes: list[dict], n: int, threshold: float, min_gap: int) 
             )
         ):
             continue
-        chosen.append((k, t, -neg))
+        chosen.append((k, t, float(episodes[k]["rhos"][t])))
     states = []
     for k, t, rho in sorted(chosen, key=lambda c: (c[0], c[1])):
         ep = episodes[k]
