@@ -247,10 +247,12 @@ class ContinuousActionSet(ActionSet):
             raise UserError("a continuous action set needs at least one unit to control")
 
     @classmethod
-    def from_env(cls, env, generators=None, storages=None, kinds=None) -> ContinuousActionSet:
+    def from_env(cls, env, generators=None, storages=None, kinds=None, *,
+                 required: bool = True) -> ContinuousActionSet | None:  # fmt: skip
         """The box over ``generators`` and ``storages`` (default: every unit of the grid; a
         cluster passes its own, `factorization_file.Cluster`) for ``kinds`` (default: what
-        the env supports, `supported_kinds`)."""
+        the env supports, `supported_kinds`). Units of none of ``kinds``: a `UserError`, or
+        None when not ``required`` (a cluster without such units)."""
         supported = supported_kinds(env)
         kinds = supported if kinds is None else tuple(kinds)
         unknown = [k for k in kinds if k not in KINDS]
@@ -270,13 +272,14 @@ class ContinuousActionSet(ActionSet):
             if storages is None
             else _unit_ids(storages, gcls.n_storage, "storage unit")
         )
-        return cls(
-            env.action_space,
+        ids = (
             gens[gcls.gen_redispatchable[gens]] if "redispatch" in kinds else (),
             gens[gcls.gen_renewable[gens]] if "curtailment" in kinds else (),
             stos if "storage" in kinds else (),
-            rules=EnvRules.from_env(env),
         )
+        if not required and not any(len(i) for i in ids):
+            return None
+        return cls(env.action_space, *ids, rules=EnvRules.from_env(env))
 
     @property
     def n(self) -> int:
@@ -316,6 +319,24 @@ class ContinuousActionSet(ActionSet):
     def describe(self) -> dict:
         return {"kind": self.kind, "size": self.n, "redispatch": self.redispatch.tolist(),
                 "curtailment": self.curtailment.tolist(), "storage": self.storage.tolist()}  # fmt: skip
+
+
+def joint_action(action_sets, choices, observation):
+    """One grid2op action for the ``choices`` of several box sets over disjoint units (the
+    clusters' continuous agents): their set-points (`ContinuousActionSet.values`) merged and
+    made legal together by `legal_action`, so that the dispatch margin is shared by all of
+    them, not granted to each. With one set it is that set's `to_grid2op`."""
+    sets = list(action_sets)
+    if not sets:
+        raise UserError("a joint continuous action needs at least one action set")
+    parts = [s.values(c, observation) for s, c in zip(sets, choices, strict=True)]
+    merged = UnitValues(*(
+        (np.concatenate([getattr(p, k)[0] for p in parts]).astype(np.int64),
+         np.concatenate([np.asarray(getattr(p, k)[1], dtype=float) for p in parts]))
+        for k in KINDS
+    ))  # fmt: skip
+    action, _ = legal_action(sets[0].action_space, observation, merged, sets[0].rules)
+    return action
 
 
 def _unit_ids(ids, size: int, what: str) -> np.ndarray:

@@ -4,7 +4,11 @@ Per cluster: an observation mask over ``obs.to_vect()`` (the thesis attributes r
 the cluster's lines, substations and the generators/loads attached to them, plus calendar
 features) with fixed per-attribute scales, and an action set (`action_sets.TopologyActionSet`:
 do-nothing first, then the set-bus topologies of its substations with more than 3 elements:
-every unitary one, or those of a reduced ``actions.json``).
+every unitary one, or those of a reduced ``actions.json``; do-nothing alone when topology is
+not controlled). With continuous kinds (redispatch, curtailment, storage), a cluster also
+owns a box set over its own units (`continuous.ContinuousActionSet`: the units of a format-2
+factorization, or those on its substations, `FactorizationFile.with_units`), acted on every
+step from `ClusterView.unit_features`.
 
 The decision rules (reconnect, do nothing while safe, the CAPA picker) and the loop that
 runs them are `distributed_grid2op.loop`'s; `DecomposedAECEnv` wraps that loop as a
@@ -24,6 +28,7 @@ from pettingzoo import AECEnv
 
 from distributed_grid2op import grid
 from distributed_grid2op.action_sets import TopologyActionSet
+from distributed_grid2op.continuous import ContinuousActionSet
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.loop import DEFAULT_DANGER, Controller, Decision, DecisionLoop
 
@@ -54,6 +59,8 @@ class ClusterView:
         action_set: its `TopologyActionSet` (index 0 = do-nothing).
         obs_index: indices into ``obs.to_vect()`` kept for this cluster.
         obs_scale: (len(obs_index),) divisors applied to those values.
+        units: its continuous box set over its own units (None: no continuous control, or
+            no unit of the controlled kinds in this cluster).
     """
 
     name: str
@@ -63,6 +70,7 @@ class ClusterView:
     action_set: TopologyActionSet = field(repr=False)
     obs_index: np.ndarray = field(repr=False)
     obs_scale: np.ndarray = field(repr=False)
+    units: ContinuousActionSet | None = field(default=None, repr=False)
 
     @property
     def actions(self) -> list:
@@ -85,11 +93,32 @@ class ClusterView:
 
     def features(self, obs_vect: np.ndarray, substation: int = -1) -> np.ndarray:
         """Scaled masked observation and the one-hot of ``substation`` (zeros if not ours)."""
-        x = np.asarray(obs_vect, dtype=np.float32)[self.obs_index] / self.obs_scale
         onehot = np.zeros(len(self.controlled), dtype=np.float32)
         if substation in self.controlled:
             onehot[self.controlled.index(substation)] = 1.0
-        return np.concatenate([np.nan_to_num(x, nan=0.0, posinf=10.0, neginf=-10.0), onehot])
+        return np.concatenate([self._masked(obs_vect), onehot])
+
+    @property
+    def n_unit_features(self) -> int:
+        """Input size of the continuous agent: masked observation + 2 per storage unit."""
+        return len(self.obs_index) + 2 * (0 if self.units is None else len(self.units.storage))
+
+    def unit_features(self, obs_vect: np.ndarray, obs) -> np.ndarray:
+        """What the continuous agent sees: the scaled masked observation, then per storage
+        unit of its box its state of charge (``storage_charge / storage_Emax``) and its power
+        (``storage_power / storage_max_p_absorb``)."""
+        s = np.zeros(0, dtype=np.int64) if self.units is None else self.units.storage
+        cls = type(obs)
+        soc = np.asarray(obs.storage_charge, dtype=float)[s] / np.maximum(cls.storage_Emax[s], 1e-9)
+        p = np.asarray(obs.storage_power, dtype=float)[s] / np.maximum(
+            cls.storage_max_p_absorb[s], 1e-9
+        )
+        extra = np.nan_to_num(np.concatenate([soc, p]).astype(np.float32), nan=0.0)
+        return np.concatenate([self._masked(obs_vect), extra])
+
+    def _masked(self, obs_vect: np.ndarray) -> np.ndarray:
+        x = np.asarray(obs_vect, dtype=np.float32)[self.obs_index] / self.obs_scale
+        return np.nan_to_num(x, nan=0.0, posinf=10.0, neginf=-10.0)
 
     def action_mask(self, substation: int = -1) -> np.ndarray:
         """Do-nothing plus the actions on ``substation`` (all actions if -1)."""
@@ -157,6 +186,11 @@ class Decomposition:
         min_elements: substations with at least this many elements are controllable (thesis: 4).
         action_file: a reduced action set (`distributed_grid2op.actions.load_action_file`):
             each cluster gets its topologies instead of every unitary one.
+        topology: clusters control the topology of their substations (False: do-nothing is
+            their only topology action and no substation is controllable).
+        continuous: continuous kinds (`continuous.KINDS`) each cluster controls on its own
+            units (a box set per cluster that owns some; `UserError` if the env does not
+            support a kind or no cluster owns a unit of them).
     """
 
     def __init__(
@@ -167,6 +201,8 @@ class Decomposition:
         complete_obs: bool = False,
         min_elements: int = 4,
         action_file=None,
+        topology: bool = True,
+        continuous=(),
     ):
         if factorization.n_sub != env.n_sub or factorization.n_line != env.n_line:
             raise UserError(
@@ -177,9 +213,18 @@ class Decomposition:
         self.complete_obs = bool(complete_obs)
         self.min_elements = int(min_elements)
         self.action_file = action_file
-        controllable = set(grid.controllable_substations(env, min_elements))
+        self.topology, self.continuous = bool(topology), tuple(continuous)
+        controllable = set(grid.controllable_substations(env, min_elements) if topology else ())
+        units = factorization
+        if self.continuous:
+            ContinuousActionSet.from_env(env, kinds=self.continuous)  # kinds the env supports
+            units = factorization.with_units(type(env).gen_to_subid, type(env).storage_to_subid)
         self.clusters: list[ClusterView] = []
-        for i, c in enumerate(factorization.clusters):
+        for i, (c, u) in enumerate(zip(factorization.clusters, units.clusters)):
+            box = None
+            if self.continuous:
+                box = ContinuousActionSet.from_env(env, u.generators, u.storages, self.continuous,
+                                                   required=False)  # fmt: skip
             controlled = tuple(s for s in sorted(c.substations) if s in controllable)
             actions = TopologyActionSet.from_env(env, controlled, action_file)
             index, scale = observation_mask(env, c.substations, c.lines, complete=complete_obs)
@@ -192,12 +237,20 @@ class Decomposition:
                     actions,
                     index,
                     scale,
+                    box,
                 )
             )
         self.owner = {s: i for i, cv in enumerate(self.clusters) for s in cv.controlled}
         self.controllable = sorted(self.owner)
-        if not self.controllable:
+        if topology and not self.controllable:
             raise UserError("no cluster controls any substation (none has more than 3 elements)")
+        if self.continuous and not self.unit_clusters:
+            raise UserError(f"no cluster owns a unit to control ({', '.join(self.continuous)})")
+
+    @property
+    def unit_clusters(self) -> list[int]:
+        """Indices of the clusters with a continuous box set (each has a continuous agent)."""
+        return [i for i, c in enumerate(self.clusters) if c.units is not None]
 
     @property
     def names(self) -> list[str]:
@@ -221,7 +274,8 @@ class Decomposition:
             "complete_obs": self.complete_obs,
             "clusters": [
                 {"name": c.name, "substations": list(c.substations), "lines": list(c.lines),
-                 "controlled": list(c.controlled), "n_actions": c.n_actions, "n_obs": len(c.obs_index)}
+                 "controlled": list(c.controlled), "n_actions": c.n_actions, "n_obs": len(c.obs_index),
+                 **({} if c.units is None else {"units": c.units.describe()})}
                 for c in self.clusters
             ],
         }  # fmt: skip
@@ -252,7 +306,8 @@ class _Episodes:
         """Play action ``index`` of ``cluster`` at the pending turn, then run to the next one."""
         turn = self.loop.pending
         decision = Decision(cluster.name, int(index), turn.substation, turn.cluster)
-        reward = self.loop.apply(cluster.action_set.to_grid2op(index), decision)
+        action = cluster.action_set.to_grid2op(index, self.loop.obs)
+        reward = self.loop.apply(action, decision)
         return reward + self.loop.advance()
 
 

@@ -15,9 +15,18 @@ Outputs in ``out``:
 - ``run_config.json``: env, thermal limit scale, seed, scenarios, episode plan, versions.
 - ``step_metrics.csv``: one row per (run, episode, step) - max rho, rho of every line,
   overloaded lines (rho > 1), losses (sum gen_p - sum load_p, MW), the acting agent and its
-  action id, reward, line status changes, illegal/ambiguous flags, game over.
-- ``daily_summary.csv``: one row per (run, episode, day).
-- ``episode_summary.csv``: one row per (run, episode).
+  action id, reward, line status changes, illegal/ambiguous flags, game over; the operating
+  cost of the step (`cost.step_costs` from the observation before it to the one after it):
+  ``cost_<term>`` for each term of `cost.TERMS` (redispatch in currency, or MWh when the grid
+  does not price it; ``cost_curtailment`` is the curtailed energy in MWh), ``total_cost``
+  (weighted by `cost.DEFAULT_WEIGHTS`), ``redispatched_mwh`` (`cost.redispatched_mwh`), and
+  per storage unit ``k`` its charge ``storage_charge_mwh_<k>`` and power ``storage_power_mw_<k>``
+  (MW, > 0 charging) after the step (NaN on the game-over step).
+- ``daily_summary.csv``: one row per (run, episode, day), with the day's ``total_cost``,
+  ``redispatched_mwh`` and ``curtailed_mwh``.
+- ``episode_summary.csv``: one row per (run, episode), with the episode's ``total_cost``,
+  ``cost_per_step`` (over the survived steps: an episode cut short costs less in total),
+  ``redispatched_mwh`` and ``curtailed_mwh``.
 - ``run_summary.csv``: one row per run (see `summarize_runs`).
 
 Step ``t`` (1-based) is the t-th ``env.step``; its row holds the observation after it.
@@ -50,10 +59,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from distributed_grid2op import cli
+from distributed_grid2op import cli, cost
 from distributed_grid2op.baselines import BASELINES, DANGER, OPTIONAL_BASELINES, make_baseline
 from distributed_grid2op.baselines import REVERT as EXPERT_REVERT
 from distributed_grid2op.config import Config, option
+from distributed_grid2op.cost import TERMS
 from distributed_grid2op.envs import EnvSpec, env_metadata, quiet_grid2op
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.execution import LOCAL, Executor, default_workers
@@ -69,24 +79,28 @@ STEP_COLUMNS = [
     "run", "episode", "scenario", "scenario_name", "seed", "max_steps", "step", "day",
     "datetime", "max_rho", "n_overloaded", "losses_mw", "agent", "action_id", "substation",
     "reward", "line_status_changes", "illegal", "ambiguous", "game_over",
+    *(f"cost_{t}" for t in TERMS), "total_cost", "redispatched_mwh",
 ]  # fmt: skip
 DAILY_COLUMNS = [
     "run", "episode", "scenario", "scenario_name", "seed", "day", "steps", "max_max_rho",
     "mean_max_rho", "danger_steps", "overload_steps", "decisions", "actions",
-    "losses_mean_mw", "losses_mwh",
+    "losses_mean_mw", "losses_mwh", "total_cost", "redispatched_mwh", "curtailed_mwh",
 ]  # fmt: skip
 EPISODE_COLUMNS = [
     "run", "episode", "scenario", "scenario_name", "seed", "max_steps", "survived_steps",
     "survived_fraction", "completed", "safe_steps", "total_reward", "decisions", "actions",
-    "illegal_actions", "game_over_cause", "simulations_per_decision", "decision_ms_mean",
-    "decision_ms_per_decision",
+    "illegal_actions", "game_over_cause", "total_cost", "cost_per_step", "redispatched_mwh",
+    "curtailed_mwh", "simulations_per_decision", "decision_ms_mean", "decision_ms_per_decision",
 ]  # fmt: skip
 RUN_COLUMNS = [
     "run", "episodes", "survived_steps_mean", "survived_steps_std", "survived_fraction_mean",
     "survived_fraction_std", "completed_fraction", "safe_steps_mean", "total_reward_mean",
     "decisions_mean", "actions_mean", "illegal_actions", "score", "score_vs_reconnect",
+    "total_cost_mean", "cost_per_step_mean", "redispatched_mwh_mean", "curtailed_mwh_mean",
     "simulations_per_decision", "decision_ms_mean", "decision_ms_per_decision", "game_over_causes",
 ]  # fmt: skip
+#: episode cost columns the run summary averages (NaN for tables made before them)
+COST_COLUMNS = ("total_cost", "cost_per_step", "redispatched_mwh", "curtailed_mwh")
 TIMING_COLUMNS = ("decision_ms_mean", "decision_ms_per_decision")
 
 
@@ -249,7 +263,8 @@ def _timestamp(obs) -> dt.datetime:
 
 
 ROW_KEYS = ("rho", "line_status", "topo", "reward", "illegal", "ambiguous", "agent", "action_id",
-            "substation", "simulations", "decision_ms", "losses_mw", "minutes", "datetime")  # fmt: skip
+            "substation", "simulations", "decision_ms", "losses_mw", "minutes", "datetime",
+            "cost_terms", "redispatched_mwh", "storage_charge", "storage_power")  # fmt: skip
 
 
 def play_episode(ctx, task: EpisodeTask, shared=None) -> dict:
@@ -259,7 +274,9 @@ def play_episode(ctx, task: EpisodeTask, shared=None) -> dict:
     step (NaN / False on the game-over step), ``topo`` (T, n_elements), ``rho0``/
     ``line_status0``/``topo0`` before the first step, and per step ``reward``, ``illegal``,
     ``ambiguous``, ``agent``, ``action_id``, ``substation``, ``decision_ms``, ``losses_mw``,
-    ``minutes`` (since the start), ``datetime``; ``meta`` (JSON).
+    ``minutes`` (since the start), ``datetime``, ``cost_terms`` (T, len(cost.TERMS)),
+    ``redispatched_mwh``, ``storage_charge``/``storage_power`` (T, n_storage; NaN on the
+    game-over step); ``meta`` (JSON). A trained agent's continuous agents act every step.
     """
     with quiet_grid2op():
         env = ctx.env(task.env_spec)
@@ -281,11 +298,20 @@ def play_episode(ctx, task: EpisodeTask, shared=None) -> dict:
                 rows["line_status"].append(np.zeros(env.n_line, bool))
                 rows["topo"].append(np.full(env.dim_topo, -1, np.int8))
                 rows["losses_mw"].append(np.nan)
+                rows["cost_terms"].append(np.full(len(TERMS), np.nan))
+                rows["redispatched_mwh"].append(np.nan)
+                rows["storage_charge"].append(np.full(env.n_storage, np.nan))
+                rows["storage_power"].append(np.full(env.n_storage, np.nan))
             else:
                 rows["rho"].append(obs.rho.astype(np.float32))
                 rows["line_status"].append(obs.line_status.copy())
                 rows["topo"].append(obs.topo_vect.astype(np.int8))
                 rows["losses_mw"].append(float(np.sum(obs.gen_p) - np.sum(obs.load_p)))
+                terms = cost.step_costs(step.obs_before, obs)
+                rows["cost_terms"].append(np.array([terms[t] for t in TERMS]))
+                rows["redispatched_mwh"].append(cost.redispatched_mwh(step.obs_before, obs))
+                rows["storage_charge"].append(np.asarray(obs.storage_charge, dtype=float))
+                rows["storage_power"].append(np.asarray(obs.storage_power, dtype=float))
             # a game-over observation carries no date: one step after the previous one
             stamp = state["last"] + step_delta if fatal else _timestamp(obs)
             state["last"] = stamp
@@ -301,7 +327,8 @@ def play_episode(ctx, task: EpisodeTask, shared=None) -> dict:
             rows["simulations"].append(int(d.simulations))
             rows["decision_ms"].append(step.ms)
 
-        loop = DecisionLoop(env, agent.controller, observer=record)
+        loop = DecisionLoop(env, agent.controller, observer=record,
+                            every_step=agent.every_step(deterministic=True))  # fmt: skip
         options = {"time serie id": int(task.scenario)}
         if task.max_steps:
             options["max step"] = int(task.max_steps)
@@ -314,6 +341,9 @@ def play_episode(ctx, task: EpisodeTask, shared=None) -> dict:
         steps = len(rows["reward"])
         survived = steps - 1 if state["cause"] else steps
     arrays = {k: np.asarray(v) for k, v in rows.items()}
+    for k, width in (("cost_terms", len(TERMS)), ("storage_charge", env.n_storage),
+                     ("storage_power", env.n_storage)):  # fmt: skip
+        arrays[k] = arrays[k].astype(float).reshape(len(rows[k]), width)
     arrays["agent"] = np.asarray(rows["agent"], dtype=str)
     arrays["datetime"] = np.asarray(rows["datetime"], dtype=str)
     arrays["rho0"], arrays["line_status0"], arrays["topo0"] = init
@@ -387,9 +417,25 @@ def episode_steps(ep: dict, n_line: int | None = None) -> pd.DataFrame:
             "game_over": game_over.astype(int),
         }  # fmt: skip
     )
+    terms = _array(ep, "cost_terms", (steps, len(TERMS)))
+    for j, t in enumerate(TERMS):
+        df[f"cost_{t}"] = terms[:, j]
+    df["total_cost"] = terms @ np.array([cost.DEFAULT_WEIGHTS[t] for t in TERMS])
+    df["redispatched_mwh"] = _array(ep, "redispatched_mwh", (steps,))
     n_line = rho.shape[1] if n_line is None else n_line
     rho_cols = pd.DataFrame(rho, columns=[f"rho_{i}" for i in range(n_line)])
-    return pd.concat([df, rho_cols], axis=1)
+    charge, power = ep.get("storage_charge"), ep.get("storage_power")
+    n_sto = 0 if charge is None else charge.shape[1]
+    storage = pd.DataFrame(
+        {**{f"storage_charge_mwh_{k}": charge[:, k] for k in range(n_sto)},
+         **{f"storage_power_mw_{k}": power[:, k] for k in range(n_sto)}}, index=df.index,
+    )  # fmt: skip
+    return pd.concat([df, rho_cols, storage], axis=1)
+
+
+def _array(ep: dict, key: str, shape: tuple) -> np.ndarray:
+    """``ep[key]`` as floats, or NaN of ``shape`` for episodes written before it existed."""
+    return np.asarray(ep[key], dtype=float) if key in ep else np.full(shape, np.nan)
 
 
 def daily_summary(
@@ -407,6 +453,8 @@ def daily_summary(
         _over=(steps["n_overloaded"] > 0).astype(int),
         _dec=(steps["agent"].fillna("").astype(str) != "").astype(int),
         _act=(steps["action_id"] >= 0).astype(int),
+        _cost=steps["total_cost"],
+        _curtailed=steps["cost_curtailment"],
     )
     g = s.groupby(keys, sort=False)
     out = pd.DataFrame(
@@ -420,6 +468,9 @@ def daily_summary(
             "actions": g["_act"].sum(),
             "losses_mean_mw": g["losses_mw"].mean(),
             "losses_mwh": g["losses_mw"].sum() * step_minutes / 60.0,
+            "total_cost": g["_cost"].sum(),
+            "redispatched_mwh": g["redispatched_mwh"].sum(),
+            "curtailed_mwh": g["_curtailed"].sum(),
         }
     ).reset_index()
     return out[DAILY_COLUMNS]
@@ -433,6 +484,8 @@ def episode_summary(ep: dict, danger: float = DANGER) -> dict:
     in_danger = np.flatnonzero(np.max(rho, axis=1) >= danger) if survived else np.array([], int)
     decided = np.asarray(ep["agent"]) != ""
     ms = np.asarray(ep["decision_ms"], dtype=float)
+    terms = _array(ep, "cost_terms", (len(decided), len(TERMS)))[:survived]
+    total = float(np.sum(terms @ np.array([cost.DEFAULT_WEIGHTS[t] for t in TERMS])))
     return {
         "run": m["run"], "episode": m["episode"], "scenario": m["scenario"],
         "scenario_name": m["scenario_name"], "seed": m["seed"], "max_steps": m["max_steps"],
@@ -442,6 +495,9 @@ def episode_summary(ep: dict, danger: float = DANGER) -> dict:
         "total_reward": float(np.sum(ep["reward"])), "decisions": int(decided.sum()),
         "actions": int(np.sum(np.asarray(ep["action_id"]) >= 0)),
         "illegal_actions": int(np.sum(ep["illegal"])), "game_over_cause": m["game_over_cause"],
+        "total_cost": total, "cost_per_step": total / survived if survived else float("nan"),
+        "redispatched_mwh": float(np.sum(_array(ep, "redispatched_mwh", (len(decided),))[:survived])),
+        "curtailed_mwh": float(np.sum(terms[:, TERMS.index("curtailment")])),
         "simulations_per_decision": (
             float(np.sum(ep["simulations"])) / max(1, int(decided.sum())) if "simulations" in ep
             else float("nan")
@@ -491,6 +547,7 @@ def summarize_runs(episodes: pd.DataFrame) -> pd.DataFrame:
                 "illegal_actions": int(e["illegal_actions"].sum()),
                 "score": _score(episodes, run, "do-nothing"),
                 "score_vs_reconnect": _score(episodes, run, "reconnect"),
+                **{f"{c}_mean": e[c].mean() if c in e else float("nan") for c in COST_COLUMNS},
                 "simulations_per_decision": _weighted_ms(
                     e, "simulations_per_decision", "decisions"
                 ),

@@ -19,6 +19,14 @@ Per grid step the `Controller` (the hierarchical rules) says what happens:
    most loaded substation not in cooldown, and that substation), or the whole grid for a
    policy without clusters (the expert).
 
+On top of whatever the rules or a decision play, continuous agents may act at every step
+(redispatch, curtailment, storage set-points): the loop's ``every_step`` policy (a trained
+agent's `LoopAgent.every_step`) gives a grid2op action that is added to the step's action
+(grid2op actions add: ``a + b``; the continuous part only sets redispatch, curtailment and
+storage, which topology and line-status actions never set, so the sum is not ambiguous).
+An env whose actions cannot set line status (e.g. ``educ_case14_storage``) gets no
+reconnection rule.
+
 `DecisionLoop` runs rule steps until a turn is due (`advance`) and plays the decided action
 (`apply`), summing the env rewards in between, and reports every step to an observer (the
 evaluation's metrics, the trainer's reward accumulation). Whoever drives the loop decides at
@@ -153,6 +161,8 @@ class Controller:
         if revert is not None and not 0 < float(revert) <= float(danger):
             raise UserError(f"revert level must be in (0, danger={danger}], got {revert}")
         self.revert = None if revert is None else float(revert)
+        keys = getattr(getattr(env.action_space, "actionClass", None), "authorized_keys", None)
+        self.can_reconnect = keys is None or "set_line_status" in keys
         self.queue: list[int] = []
         self._tried: tuple[int, int] | None = None  # (line, step) of the last reconnection
         self._retry: dict[int, tuple[int, int]] = {}  # line -> (retry at step, wait)
@@ -186,7 +196,7 @@ class Controller:
 
     def _reconnection(self, obs) -> Rule | None:
         """The reconnection rule's step, if a line is (safely) reconnected now."""
-        if self.reconnect == "none":
+        if self.reconnect == "none" or not self.can_reconnect:
             return None
         step = int(getattr(obs, "current_step", 0))
         if self._tried is not None:  # did the last reconnection take?
@@ -229,6 +239,7 @@ class Step:
     done: bool
     info: dict
     ms: float  # wall time from the start of the decision to the env step
+    units: object = None  # what the every-step (continuous) policy chose, if any
 
 
 class DecisionLoop:
@@ -238,10 +249,15 @@ class DecisionLoop:
         env: the grid2op env.
         controller: the rules (`Controller`).
         observer: called with a `Step` after every env step.
+        every_step: the continuous agents' policy, called with the observation at every step:
+            ``(grid2op action, record)``; the action is added to the step's action and the
+            record handed to the observer (`Step.units`). None: no continuous control.
     """
 
-    def __init__(self, env, controller: Controller, observer: Callable[[Step], None] | None = None):
+    def __init__(self, env, controller: Controller, observer: Callable[[Step], None] | None = None,
+                 every_step: Callable | None = None):  # fmt: skip
         self.env, self.controller, self.observer = env, controller, observer
+        self.every_step = every_step
         self.obs, self.info, self.pending = None, {}, None
         self.done = self.terminated = self.truncated = False
         self.steps = 0
@@ -280,7 +296,10 @@ class DecisionLoop:
         return self._step(action, decision)
 
     def _step(self, action, decision: Decision) -> float:
-        before = self.obs
+        before, units = self.obs, None
+        if self.every_step is not None:
+            extra, units = self.every_step(before)
+            action = action + extra
         ms = (time.perf_counter() - self._t0) * 1e3
         self.obs, reward, done, self.info = self.env.step(action)
         self.steps += 1
@@ -290,7 +309,7 @@ class DecisionLoop:
             self.truncated = not self.terminated  # end of the scenario
         if self.observer is not None:
             self.observer(Step(before, action, decision, self.obs, float(reward), bool(done),
-                               self.info, ms))  # fmt: skip
+                               self.info, ms, units))  # fmt: skip
         return float(reward)
 
 
@@ -311,7 +330,8 @@ class LoopAgent(BaseAgent):
     Evaluation and training drive it through a `DecisionLoop` (``agent.controller`` and
     ``agent.decide``); ``act``/``predict`` give the same choices step by step, so the grid2op
     ``Runner`` can run it too. After each ``act``, ``last_decision`` holds the `Decision`'s
-    record (``{"agent", "action_id", "substation"}``).
+    record (``{"agent", "action_id", "substation"}``). An agent with continuous agents
+    returns their policy from `every_step` (the loop's ``every_step``).
     """
 
     def __init__(self, action_space, controller: Controller):
@@ -336,8 +356,16 @@ class LoopAgent(BaseAgent):
             action, decision = what.action, what.decision
         else:
             action, decision = self.decide(observation, what, deterministic=deterministic, rng=rng)
+        every = self.every_step(deterministic=deterministic, rng=rng)
+        if every is not None:
+            action = action + every(observation)[0]
         self.last_decision = decision.record()
         return action, decision
+
+    def every_step(self, *, deterministic: bool = True, rng=None) -> Callable | None:
+        """The policy of the continuous agents for `DecisionLoop`'s ``every_step`` (None:
+        this agent has none)."""
+        return None
 
     def decide(self, observation, turn: Turn, *, deterministic: bool = True, rng=None):
         """``(grid2op action, Decision)`` at a turn (subclasses)."""

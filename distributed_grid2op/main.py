@@ -4,6 +4,14 @@ Every option is a field of `TrainConfig` (the same object the experiments' TOML 
 tables and the Python API `train` take). Defaults reproduce the thesis training: seed 90566,
 ``CloseToOverflowReward``, lightsim2grid, the thesis case14 partition when no
 ``--factorization`` is given.
+
+Continuous control: ``--actions redispatch,curtailment,storage`` (or with ``topology``) gives
+every cluster owning such units a continuous agent (``--unit-learner``, SAC; its flags
+``--sac-*``) acting every step, trained on the operating cost (``--cost-weights``,
+``--game-over-cost``; `cost.transition_reward`). Without ``--actions``: topology when the
+env has set-bus actions, plus the continuous kinds it supports when the factorization
+assigns units to clusters (format 2) or the env has no topology actions
+(`agents.hierarchical.default_actions`): the thesis setting stays topology only.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from dataclasses import dataclass
 
 from distributed_grid2op import cli
 from distributed_grid2op.config import Config, option
+from distributed_grid2op.cost import GAME_OVER_COST
 from distributed_grid2op.envs import EnvSpec
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.execution import Executor
@@ -25,6 +34,47 @@ PROG = "python -m distributed_grid2op.main"
 
 
 THESIS_SEED = 90566
+
+
+def _actions_list(text) -> list[str]:
+    """``redispatch,storage`` -> a list of action kinds (`agents.hierarchical.ACTION_KINDS`)."""
+    from distributed_grid2op.agents.hierarchical import ACTION_KINDS
+
+    names = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+    bad = [n for n in names if n not in ACTION_KINDS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(
+            f"unknown action kind {', '.join(bad) or repr(text)}; choose from "
+            f"{', '.join(ACTION_KINDS)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def _weights(text) -> dict:
+    """``overload=50,redispatch=0.5`` -> ``{"overload": 50.0, "redispatch": 0.5}`` (cost terms
+    of `cost.TERMS`)."""
+    from distributed_grid2op.cost import TERMS
+
+    if isinstance(text, dict):
+        pairs = list(text.items())
+    else:
+        pairs = [
+            p.split("=", 1) if "=" in p else (p, "") for p in str(text).split(",") if p.strip()
+        ]
+    out = {}
+    for key, value in pairs:
+        key = str(key).strip()
+        try:
+            out[key] = float(value)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(
+                f"cost weight {key}={value!r} is not a number"
+            ) from None
+        if key not in TERMS:
+            raise argparse.ArgumentTypeError(
+                f"unknown cost term {key!r}; the terms are {', '.join(TERMS)}"
+            )
+    return out
 
 
 def _split_list(text: str) -> list[str]:
@@ -85,6 +135,21 @@ class TrainConfig(Config):
     learner: str = option("ppo", "cluster learner (registry key)")
     learner_config: dict = option({}, "learner hyper-parameters that differ from its defaults",
                                   cli=False)  # fmt: skip
+    actions: list | None = option(None, "what the agents control, comma-separated: topology, "
+                                  "redispatch, curtailment, storage (default: topology if the "
+                                  "env has set-bus actions, plus the continuous kinds it "
+                                  "supports when the factorization assigns units, format 2, or "
+                                  "there is no topology)", parse=_actions_list, results=False)  # fmt: skip
+    unit_learner: str = option("sac", "learner of the continuous agents (registry key)",
+                               results=False)  # fmt: skip
+    unit_learner_config: dict = option({}, "continuous learner hyper-parameters that differ "
+                                       "from its defaults", cli=False, results=False)  # fmt: skip
+    cost_weights: dict = option({}, "weights of the continuous agents' cost reward that differ "
+                                "from cost.DEFAULT_WEIGHTS, e.g. overload=50,redispatch=0.5",
+                                parse=_weights, results=False)  # fmt: skip
+    game_over_cost: float = option(GAME_OVER_COST, "the continuous agents' reward of a game "
+                                   "over is minus this", parse=cli.positive_float,
+                                   results=False)  # fmt: skip
     workers: int = option(1, "parallel workers", cli=False, results=False)
     ray: str | None = option(None, "Ray address", cli=False, results=False)
     progress: bool = option(True, "progress bar", results=False)
@@ -99,9 +164,42 @@ class TrainConfig(Config):
         ).to_dict()
         defaults = entry.config().to_dict()
         self.learner_config = {k: v for k, v in self.learner_config.items() if defaults[k] != v}
+        unit = learner_entry(self.unit_learner)
+        if "box" not in unit.action_kinds:
+            raise UserError(f"learner {self.unit_learner!r} cannot act on continuous (box) actions")
+        self.unit_learner_config = coerce_learner_config(
+            unit, dict(self.unit_learner_config), "unit_learner_config"
+        ).to_dict()
+        defaults = unit.config().to_dict()
+        self.unit_learner_config = {k: v for k, v in self.unit_learner_config.items()
+                                    if defaults[k] != v}  # fmt: skip
         if isinstance(self.scenarios, str):
             self.scenarios = _split_list(self.scenarios)
+        if self.actions is not None:
+            self.actions = _actions_list(self.actions)
+        self.cost_weights = _weights(self.cost_weights)
         return self
+
+    def continuous_options(self) -> dict:
+        """The continuous-control options when any differs from its default (else {}: the
+        resume check of a topology-only run stays what it was before continuous control)."""
+        keys = ("actions", "unit_learner", "unit_learner_config", "cost_weights", "game_over_cost")
+        default = TrainConfig()
+        if all(getattr(self, k) == getattr(default, k) for k in keys):
+            return {}
+        out = {k: getattr(self, k) for k in keys if k != "unit_learner_config"}
+        hyper = self.unit_hyperparameters().to_dict()
+        out.update({f"{self.unit_learner}_{k}": v for k, v in hyper.items()})
+        return out
+
+    def unit_hyperparameters(self):
+        """The continuous learner's config dataclass (its defaults with the overrides)."""
+        from distributed_grid2op.agents.learners import learner_entry
+        from distributed_grid2op.config import coerce_learner_config
+
+        return coerce_learner_config(
+            learner_entry(self.unit_learner), self.unit_learner_config, "unit_learner_config"
+        )
 
     @classmethod
     def from_mapping(cls, mapping: dict, source: str = "config"):
@@ -125,6 +223,7 @@ class TrainConfig(Config):
         full = self.learner_hyperparameters().to_dict()
         out.update({f"{self.learner}_{k}": v for k, v in full.items()})
         assert set(hyper) <= set(full)
+        out.update(self.continuous_options())
         return out
 
     def learner_hyperparameters(self):
@@ -170,7 +269,9 @@ def train(config: TrainConfig, *, executor: Executor | None = None, run_info: di
         env, fact, centralized=config.centralized, complete_obs=config.complete_obs,
         danger=config.danger, rank_by=config.rank_by, learner=config.learner,
         config=config.learner_hyperparameters(), top_k=config.top_k, seed=config.seed,
-        spec=spec, action_file=action_file, reconnect=config.reconnect,
+        spec=spec, action_file=action_file, reconnect=config.reconnect, actions=config.actions,
+        unit_learner=config.unit_learner, unit_config=config.unit_hyperparameters(),
+        cost_weights=config.cost_weights, game_over_cost=config.game_over_cost,
     )  # fmt: skip
     info = {**(run_info or {}), "config": config.to_dict(), "env_spec": spec.to_dict(),
             "split": ",".join(config.scenarios)}  # fmt: skip
@@ -219,14 +320,16 @@ def config_from_args(args) -> TrainConfig:
     from distributed_grid2op.config import learner_overrides
 
     per_learner = learner_overrides(args)
-    other = sorted(set(per_learner) - {args.learner})
+    other = sorted(set(per_learner) - {args.learner, args.unit_learner})
     if other:
-        raise UserError(f"--{other[0]}-* options given but --learner is {args.learner!r}")
+        raise UserError(f"--{other[0]}-* options given but --learner is {args.learner!r} and "
+                        f"--unit-learner {args.unit_learner!r}")  # fmt: skip
     overrides = dict(per_learner.get(args.learner, {}))
     for key in ("learning_rate", "bc_temperature"):
         if getattr(args, key) is not None:
             overrides.setdefault(key, getattr(args, key))
-    return TrainConfig.from_args(args, learner_config=overrides)
+    unit = {} if args.unit_learner == args.learner else dict(per_learner.get(args.unit_learner, {}))
+    return TrainConfig.from_args(args, learner_config=overrides, unit_learner_config=unit)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -236,7 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         trainer = train(config, executor=executor,
                         run_info={"argv": list(sys.argv[1:] if argv is None else argv)})  # fmt: skip
     agent = trainer.agent
-    kind = "centralised" if config.centralized else f"{len(agent.learners)}-cluster"
+    n = len(agent.decomposition.clusters)
+    kind = "centralised" if config.centralized else f"{n}-cluster"
     print(
         f"trained {kind} agent: {trainer.episodes_done_} episodes, log "
         f"{trainer.out / 'train_log.csv'}, agent {trainer.out / 'final'}"

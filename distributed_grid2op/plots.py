@@ -12,6 +12,10 @@ Kinds (CSV is ``step_metrics.csv`` of `distributed_grid2op.evaluation` unless no
   substations coloured by cluster of a ``factorization.json``.
 - ``replay``: a GIF of one episode (lines coloured by loading, disconnected lines dashed,
   the substation an agent acted on circled in red), from the episode's ``.npz``.
+- ``units``: continuous control over time in one episode (``--episode``), one line per run:
+  storage state of charge (MWh, each unit), curtailed energy and redispatched energy per
+  step (MWh), for the chosen days (``--day 0,2``: those days of the episode; ``--days D``:
+  the first D days).
 
 Every figure goes to a file (Agg backend); nothing needs a display.
 """
@@ -28,7 +32,9 @@ import pandas as pd
 from distributed_grid2op.cli import ArgumentParser, positive_float, positive_int, run
 from distributed_grid2op.errors import UserError
 
-KINDS = ("survival", "rho", "actions", "learning", "grid", "replay")
+KINDS = ("survival", "rho", "actions", "learning", "grid", "replay", "units")
+#: step_metrics columns the ``units`` figure needs (evaluations since continuous control)
+UNIT_REQUIRED = ("day", "cost_curtailment", "redispatched_mwh")
 DANGER, OVERFLOW = 0.9, 1.0
 RHO_CMAP, RHO_MAX = "RdYlGn_r", 1.2  # line colours: green (idle) .. red (rho >= 1.2)
 PROG = "python -m distributed_grid2op.plots"
@@ -195,6 +201,53 @@ def plot_actions(
         if len(counts.columns):
             ax.legend(fontsize=7, loc="upper right")
     axes[-1, 0].set_xlabel("hours since episode start (summed over episodes)")
+    return _save(fig, output)
+
+
+def plot_units(steps: pd.DataFrame, output, *, runs: str | None = None, episode: int | None = None,
+               days: float | None = None, day: list[int] | None = None) -> Path:  # fmt: skip
+    """Storage state of charge, curtailed and redispatched energy per step over the hours of
+    one episode (default: the first), one colour per run; ``day``: only those days (the
+    ``day`` column), else the first ``days`` days (default: all)."""
+    missing = [c for c in UNIT_REQUIRED if c not in steps.columns]
+    if missing:
+        raise UserError(f"the CSV has no {', '.join(missing)} column(s): an evaluation made "
+                        "before continuous control? Evaluate again")  # fmt: skip
+    plt = _plt()
+    df = _select_runs(steps, runs)
+    episode = int(df["episode"].min()) if episode is None else int(episode)
+    df = df[df["episode"] == episode]
+    if df.empty:
+        raise UserError(f"no episode {episode} in the CSV")
+    if day:
+        df = df[df["day"].isin(day)]
+        if df.empty:
+            raise UserError(f"episode {episode} has no day {', '.join(map(str, day))}")
+    else:
+        df = _days(df, days)
+    per_hour = _steps_per_day(steps) / 24.0
+    charge = sorted((c for c in df.columns if c.startswith("storage_charge_mwh_")),
+                    key=lambda c: int(c.rsplit("_", 1)[1]))  # fmt: skip
+    fig, axes = plt.subplots(3, 1, figsize=(9, 7), sharex=True)
+    for r, d in df.groupby("run", sort=False):
+        d = d.sort_values("step")
+        hours = d["step"].to_numpy() / per_hour
+        (line,) = axes[1].plot(hours, d["cost_curtailment"], lw=1, label=r)
+        axes[2].plot(hours, d["redispatched_mwh"], lw=1, color=line.get_color(), label=r)
+        for k, c in enumerate(charge):
+            axes[0].plot(hours, d[c], lw=1, color=line.get_color(), ls=("-", "--", ":", "-.")[k % 4],
+                         label=f"{r}: unit {c.rsplit('_', 1)[1]}")  # fmt: skip
+    if not charge:
+        axes[0].text(0.5, 0.5, "no storage unit", ha="center", va="center",
+                     transform=axes[0].transAxes)  # fmt: skip
+    axes[0].set_ylabel("storage charge (MWh)")
+    axes[1].set_ylabel("curtailed (MWh / step)")
+    axes[2].set_ylabel("redispatched (MWh / step)")
+    axes[2].set_xlabel("hours since episode start")
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="upper right")
+    axes[0].set_title(f"Continuous control, episode {episode}")
     return _save(fig, output)
 
 
@@ -534,7 +587,22 @@ def build_parser() -> ArgumentParser:
         "--window", type=positive_int, default=None, help="learning: smoothing window (episodes)"
     )
     p.add_argument("--max-frames", type=positive_int, default=150, help="replay: frames in the GIF")
+    p.add_argument("--day", type=_day_list, default=None,
+                   help="units: days of the episode to show, comma-separated (0 = the first)")  # fmt: skip
     return p
+
+
+def _day_list(text: str) -> list[int]:
+    """``0,2`` -> ``[0, 2]`` (integers >= 0)."""
+    import argparse
+
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers >= 0, got {text!r}")
+    return values
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -557,6 +625,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = plot_rho(steps, output, runs=args.run, days=args.days)
         elif args.kind == "actions":
             path = plot_actions(steps, output, runs=args.run, days=args.days)
+        elif args.kind == "units":
+            path = plot_units(steps, output, runs=args.run, episode=args.episode, days=args.days,
+                              day=args.day)  # fmt: skip
         elif args.kind == "grid":
             path = plot_grid(steps, csv, output, runs=args.run, episode=args.episode, step=args.step,
                              factorization=args.factorization, env_name=args.env,

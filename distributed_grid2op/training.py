@@ -11,7 +11,15 @@ Everything random is derived from ``(seed, episode)`` or ``(seed, update)``, and
 start from the same weights, so the results do not depend on the number of workers and a
 run resumed from a checkpoint is identical to an uninterrupted one.
 
-Output folder: ``train_log.csv`` (one row per PPO episode), ``imitation_log.csv``,
+Continuous agents (an agent with redispatch, curtailment or storage actions, see
+`agents.hierarchical`) learn off-policy from every step: each episode returns, per continuous
+agent, its transitions (features before the step, its action in [-1, 1]^d, the reward
+``agent.unit_reward`` = `cost.transition_reward`, features after, done = game over); after
+each round they go into the agent's replay buffer and it makes one update per new
+transition, drawn from a torch Generator of ``(seed, update)``. The replay buffers are part
+of each checkpoint (``replay.pt``), so resuming is exact on that path too.
+
+Output folder: ``train_log.csv`` (one row per episode), ``imitation_log.csv``,
 ``checkpoints/epNNNNNN/`` (agent + trainer state, written atomically), ``final/``, ``run.json``.
 """
 
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -32,18 +41,27 @@ from distributed_grid2op.checkpoints import META_FILE, latest_checkpoint
 from distributed_grid2op.envs import EnvSpec
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.execution import Executor, torch_threads
-from distributed_grid2op.io import atomic_dir, ensure_writable_dir, write_json, write_text
+from distributed_grid2op.io import (
+    atomic_dir,
+    ensure_writable_dir,
+    write_bytes,
+    write_json,
+    write_text,
+)
 from distributed_grid2op.loop import DecisionLoop, Step
 
-LOG_FILE, IMITATION_LOG, STATE_FILE, RUN_FILE = (
+LOG_FILE, IMITATION_LOG, STATE_FILE, RUN_FILE, REPLAY_FILE = (
     "train_log.csv",
     "imitation_log.csv",
     "trainer.json",
     "run.json",
+    "replay.pt",
 )
 BASE_COLUMNS = ["episode", "scenario", "seed", "start", "survived_steps", "max_steps", "safe_steps",
                 "total_reward", "decisions", "reconnections"]  # fmt: skip
 TRAJECTORY_KEYS = ("obs", "masks", "actions", "logps", "values", "rewards")
+#: a continuous agent's transitions (`SACLearner.record`'s arguments)
+TRANSITION_KEYS = ("obs", "actions", "rewards", "next_obs", "dones")
 
 
 def episode_seed(seed: int, episode: int, phase: int = 0) -> int:
@@ -53,10 +71,12 @@ def episode_seed(seed: int, episode: int, phase: int = 0) -> int:
     )
 
 
-def update_generator(seed: int, update: int) -> torch.Generator:
-    """Minibatch shuffling of PPO update number ``update`` (so resume needs no RNG state)."""
+def update_generator(seed: int, update: int, phase: int = 2) -> torch.Generator:
+    """Minibatch shuffling of PPO update number ``update`` (phase 2), or the replay draws and
+    noise of the continuous agents' updates of round ``update`` (phase 4): resume needs no
+    RNG state."""
     return torch.Generator().manual_seed(
-        int(np.random.SeedSequence([int(seed), 2, int(update)]).generate_state(1)[0])
+        int(np.random.SeedSequence([int(seed), int(phase), int(update)]).generate_state(1)[0])
     )
 
 
@@ -85,12 +105,19 @@ def run_episode(
     decides and its labels are recorded for behaviour cloning, with the simulated max rho of
     every candidate (``scores``, for soft labels); ``mode="dagger"``: the policy acts and the
     expert's labels and scores are recorded (DAgger).
+
+    With continuous agents, they act at every step (sampling, noise from a torch Generator
+    seeded by ``seed``) and the result holds their transitions (``"units"``, one dict of
+    `TRANSITION_KEYS` arrays per continuous agent) and ``stats["unit_reward"]``, the sum of
+    their rewards.
     """
     rng = np.random.default_rng(seed)
     clusters = agent.decomposition.clusters
     trajs = [{k: [] for k in TRAJECTORY_KEYS} for _ in clusters]
     scores: list[list[np.ndarray]] = [[] for _ in clusters]  # expert's simulated max rho
-    tally = {"safe_steps": None, "total": 0.0, "reconnections": 0}
+    tally = {"safe_steps": None, "total": 0.0, "reconnections": 0, "unit_reward": 0.0}
+    unit_clusters = [clusters[i] for i in agent.unit_clusters]
+    units = [{k: [] for k in TRANSITION_KEYS} for _ in unit_clusters]
 
     def observe(step: Step) -> None:
         if tally["safe_steps"] is None and float(np.max(step.obs_before.rho)) >= agent.danger:
@@ -100,8 +127,19 @@ def run_episode(
         for t in trajs:
             if t["rewards"]:
                 t["rewards"][-1] += step.reward
+        if step.units is not None:
+            game_over = step.done and loop.terminated
+            r = agent.unit_reward(step.obs_before, step.obs, game_over)
+            tally["unit_reward"] += r
+            vect = step.obs.to_vect()
+            for c, u, x, a in zip(unit_clusters, units, step.units["features"],
+                                  step.units["actions"]):  # fmt: skip
+                for k, v in zip(TRANSITION_KEYS, (x, a, r, c.unit_features(vect, step.obs),
+                                                  float(game_over))):  # fmt: skip
+                    u[k].append(v)
 
-    loop = DecisionLoop(env, agent.controller, observer=observe)
+    every = agent.every_step(deterministic=False, rng=torch.Generator().manual_seed(int(seed)))
+    loop = DecisionLoop(env, agent.controller, observer=observe, every_step=every)
     options = {"time serie id": int(scenario)}
     if start:
         options["init ts"] = int(start)
@@ -117,7 +155,7 @@ def run_episode(
             a, logp = agent.expert_choice(obs, i, turn.substation, sc), 0.0
             scores[i].append(sc)
             if mode == "expert":
-                action = clusters[i].action_set.to_grid2op(a)
+                action = clusters[i].action_set.to_grid2op(a, obs)
                 d.action_id = a
         for k, v in zip(TRAJECTORY_KEYS, (d.features, d.mask, a, logp, d.value, 0.0)):
             trajs[i][k].append(v)
@@ -134,6 +172,8 @@ def run_episode(
     for c, t in zip(clusters, trajs):
         stats[f"reward_{c.name}"] = round(float(sum(t["rewards"])), 6)
         stats[f"decisions_{c.name}"] = len(t["actions"])
+    if unit_clusters:
+        stats["unit_reward"] = round(tally["unit_reward"], 6)
     arrays = [
         {k: np.asarray(v, dtype=np.float32 if k != "masks" else bool) for k, v in t.items()}
         for t in trajs
@@ -144,7 +184,12 @@ def run_episode(
             t["obs"] = np.zeros((0, 0), dtype=np.float32)
         if mode != "policy":
             t["scores"] = np.asarray(sc, dtype=np.float32).reshape(len(sc), c.n_actions)
-    return {"stats": stats, "trajectories": arrays}
+    transitions = []
+    for c, u in zip(unit_clusters, units):
+        widths = {"obs": c.n_unit_features, "next_obs": c.n_unit_features, "actions": c.units.n}
+        transitions.append({k: np.asarray(u[k], dtype=np.float32).reshape(
+            (len(u[k]), widths[k]) if k in widths else (len(u[k]),)) for k in TRANSITION_KEYS})  # fmt: skip
+    return {"stats": stats, "trajectories": arrays, "units": transitions}
 
 
 def _episode_task(ctx, task: dict, shared: dict) -> dict:
@@ -226,6 +271,8 @@ class Trainer:
         self.columns = BASE_COLUMNS + [
             f"{p}_{c}" for c in agent.decomposition.names for p in ("reward", "decisions")
         ]
+        if agent.unit_learners:
+            self.columns.append("unit_reward")
         self._executor, self._own_executor = executor, executor is None
         self.timings_ = {"collect_s": 0.0, "update_s": 0.0, "imitation_s": 0.0}
 
@@ -263,6 +310,10 @@ class Trainer:
                     "options": self.resume_check,
                 },
             )
+            if self.agent.unit_learners:
+                buffer = io.BytesIO()
+                torch.save([lr.replay_state() for lr in self.agent.unit_learners], buffer)
+                write_bytes(tmp / REPLAY_FILE, buffer.getvalue())
         return final
 
     def _restore(self) -> None:
@@ -289,6 +340,13 @@ class Trainer:
                 "same options or choose another --out"
             )
         self.agent.restore(ckpt)
+        if self.agent.unit_learners:
+            try:
+                replays = torch.load(ckpt / REPLAY_FILE, weights_only=False)
+                for learner, replay in zip(self.agent.unit_learners, replays, strict=True):
+                    learner.load_replay_state(replay)
+            except (OSError, RuntimeError, ValueError, KeyError, EOFError) as exc:
+                raise UserError(f"{ckpt / REPLAY_FILE}: unreadable replay buffers ({exc})") from exc
         self.episodes_done_, self.updates_done_ = (
             int(state["episodes_done"]),
             int(state["updates_done"]),
@@ -322,6 +380,8 @@ class Trainer:
         With ``prune_actions``, each cluster keeps only do-nothing and the actions the expert
         chose at least once.
         """
+        if not self.agent.learners:
+            raise UserError("imitation needs topology actions (the expert chooses topologies)")
         if not all(getattr(lr, "supports_imitation", False) for lr in self.agent.learners):
             raise UserError(f"learner {self.agent.learner_name!r} does not support imitation")
         t0 = time.perf_counter()
@@ -374,6 +434,21 @@ class Trainer:
                                             for c, d in zip(clusters, data)},
                 "kept_actions": self.agent.kept_actions}  # fmt: skip
 
+    def _update_units(self, results: list[dict]) -> None:
+        """Continuous agents: record the round's transitions, then one update per new
+        transition (replay draws and noise from the round's generator)."""
+        if not self.agent.unit_learners:
+            return
+        new = 0
+        for r in results:
+            for learner, t in zip(self.agent.unit_learners, r["units"], strict=True):
+                learner.record(**t)
+            new += len(r["units"][0]["rewards"])
+        gen = update_generator(self.seed, self.updates_done_, phase=4)
+        for learner in self.agent.unit_learners:
+            for _ in range(new):
+                learner.update(gen)
+
     def fit(self, episodes: int) -> Trainer:
         """Train until ``episodes`` episodes have been played in total; returns self.
 
@@ -422,6 +497,7 @@ class Trainer:
                 lr_frac = 1.0 - self.updates_done_ / total_updates  # PPOConfig.anneal_lr
                 for learner in self.agent.learners:
                     learner.update(update_generator(self.seed, self.updates_done_), lr_frac)
+                self._update_units(results)
                 self.updates_done_ += 1
                 self.timings_["collect_s"] += t1 - t0
                 self.timings_["update_s"] += time.perf_counter() - t1

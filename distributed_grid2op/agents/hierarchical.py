@@ -7,6 +7,14 @@ topologies). With one cluster (``factorization.centralized()``) it is the centra
 baseline. It is a `loop.LoopAgent` (a grid2op ``BaseAgent``, so the grid2op ``Runner`` can
 evaluate it) with ``learn / predict / save / load``; the learner is named by its registry key
 (`agents.learners`), PPO by default.
+
+Continuous control (``actions`` with redispatch, curtailment or storage): every cluster that
+owns units of those kinds also has a continuous agent (``unit_learner``, SAC by default) over
+its box set (`continuous.ContinuousActionSet`), which acts at EVERY step (`every_step`); the
+step's grid2op action is the rules' or topology agent's action plus the continuous agents'
+joint action (`continuous.joint_action`: their set-points made legal together). Topology may
+be switched off (``actions`` without ``"topology"``): then only the continuous agents act.
+The centralised variant is one cluster owning every unit.
 """
 
 from __future__ import annotations
@@ -21,8 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from distributed_grid2op import cost
 from distributed_grid2op.agents.learners import learner_entry, make_learner
 from distributed_grid2op.checkpoints import META_FILE, WEIGHTS_FILE, find_agent
+from distributed_grid2op.continuous import KINDS, joint_action, supported_kinds
+from distributed_grid2op.cost import GAME_OVER_COST
 from distributed_grid2op.decomposed import Decomposition
 from distributed_grid2op.envs import env_metadata
 from distributed_grid2op.errors import UserError
@@ -33,7 +44,46 @@ from distributed_grid2op.scoring import TIE, best_index, score_actions
 from distributed_grid2op.seeding import child_seeds
 
 AGENT_FORMAT = 2  # 2: "learner" + "learner_config" (format 1: "ppo"), thermal limits recorded
-READABLE_FORMATS = (1, 2)
+#: format of an agent with continuous agents: adds "actions", "unit_learner",
+#: "unit_learner_config", "unit_action_sets", "unit_features" (topology-only agents stay 2)
+UNITS_AGENT_FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
+#: what an agent may control: topology and the continuous kinds
+ACTION_KINDS = ("topology", *KINDS)
+
+
+def has_topology_actions(env) -> bool:
+    """Whether the env's actions can set buses (topology actions)."""
+    return "set_bus" in env.action_space.actionClass.authorized_keys
+
+
+def default_actions(env, factorization) -> tuple[str, ...]:
+    """What an agent controls when not told (``--actions`` not given): topology when the env
+    has set-bus actions, plus the continuous kinds the env supports
+    (`continuous.supported_kinds`) when the factorization assigns units to its clusters
+    (format 2) or the env has no topology action. So a format-1 factorization on a grid with
+    topology actions (the thesis case14 partition on ``l2rpn_case14_sandbox``) controls
+    topology only, as before continuous control existed."""
+    topo = has_topology_actions(env)
+    continuous = supported_kinds(env) if (factorization.has_units or not topo) else ()
+    return (("topology",) if topo else ()) + tuple(continuous)
+
+
+def check_actions(env, actions) -> tuple[str, ...]:
+    """``actions`` (kinds of `ACTION_KINDS`) in canonical order; `UserError` when one is
+    unknown, none is given, or the env cannot do one."""
+    actions = tuple(actions)
+    unknown = [a for a in actions if a not in ACTION_KINDS]
+    if unknown or not actions:
+        raise UserError(f"unknown action kind(s) {unknown or actions!r}; choose from "
+                        f"{', '.join(ACTION_KINDS)}")  # fmt: skip
+    if "topology" in actions and not has_topology_actions(env):
+        raise UserError(f"env {env.env_name!r} has no topology (set-bus) actions")
+    missing = [k for k in actions if k in KINDS and k not in supported_kinds(env)]
+    if missing:
+        raise UserError(f"env {env.env_name!r} does not support {', '.join(missing)} actions "
+                        f"(it supports: {', '.join(supported_kinds(env)) or 'none'})")  # fmt: skip
+    return tuple(a for a in ACTION_KINDS if a in actions)
 
 
 def grid_signature(env) -> dict:
@@ -77,6 +127,12 @@ class HierarchicalAgent(LoopAgent):
         spec: the `EnvSpec` the env was made from (recorded in the metadata).
         action_file: a reduced action set (``actions.json``) for the clusters.
         reconnect: the reconnection rule (`loop.Controller`: ``"safe"``, ``"first"``, ``"none"``).
+        actions: what the agent controls (`ACTION_KINDS`; None: `default_actions`).
+        unit_learner: registry key of the continuous agents' learner (a box learner).
+        unit_config: its hyper-parameters (default: its defaults).
+        cost_weights: weights of the continuous agents' reward (`cost.cost_weights`; the
+            reward is `cost.transition_reward`, the same for every cluster: the grid's cost).
+        game_over_cost: that reward's penalty for a game over.
 
     After each `act`, ``last_decision`` is ``{"agent", "action_id", "substation"}``.
     """
@@ -97,6 +153,11 @@ class HierarchicalAgent(LoopAgent):
         spec=None,
         action_file=None,
         reconnect: str = "safe",
+        actions=None,
+        unit_learner: str = "sac",
+        unit_config=None,
+        cost_weights: dict | None = None,
+        game_over_cost: float = GAME_OVER_COST,
     ):
         if factorization is None or isinstance(factorization, str | Path):
             factorization = load_factorization(factorization, env=env)
@@ -111,15 +172,37 @@ class HierarchicalAgent(LoopAgent):
         self.learner_name = learner
         self.config = config or learner_entry(learner).config()
         self.action_file = action_file
-        self.decomposition = Decomposition(
-            env, factorization, complete_obs=complete_obs, action_file=action_file
+        self.actions = check_actions(
+            env, default_actions(env, factorization) if actions is None else actions
         )
+        continuous = tuple(a for a in self.actions if a in KINDS)
+        self.decomposition = Decomposition(
+            env, factorization, complete_obs=complete_obs, action_file=action_file,
+            topology="topology" in self.actions, continuous=continuous,
+        )  # fmt: skip
         super().__init__(env.action_space, self._controller())
-        seeds = child_seeds(seed, len(self.decomposition.clusters))
+        clusters = self.decomposition.clusters
+        seeds = child_seeds(seed, 2 * len(clusters))  # topology learners, then continuous ones
         self.learners = [
             make_learner(learner, c.n_features, c.action_set, self.config, seed=s)
-            for c, s in zip(self.decomposition.clusters, seeds)
+            for c, s in zip(clusters, seeds)
+            if "topology" in self.actions
         ]
+        self.unit_learner_name = unit_learner
+        self.cost_weights, self.game_over_cost = (
+            cost.cost_weights(cost_weights),
+            float(game_over_cost),
+        )
+        self.unit_config = (
+            (unit_config or learner_entry(unit_learner).config()) if continuous else None
+        )
+        #: clusters with a continuous agent, and their learners (same order)
+        self.unit_clusters = self.decomposition.unit_clusters
+        self.unit_learners = [
+            make_learner(unit_learner, clusters[i].n_unit_features, clusters[i].units,
+                         self.unit_config, seed=seeds[len(clusters) + i])
+            for i in self.unit_clusters
+        ]  # fmt: skip
         self.env_meta = {**env_metadata(env, spec), **grid_signature(env),
                          "thermal_limit": thermal_limits(env)}  # fmt: skip
 
@@ -136,6 +219,35 @@ class HierarchicalAgent(LoopAgent):
         self.controller = self._controller()
         return self
 
+    # ---- the continuous agents, every step ----------------------------------------------
+    def unit_reward(self, obs, next_obs, game_over: bool) -> float:
+        """The continuous agents' reward of one step (`cost.transition_reward` with this
+        agent's ``cost_weights`` and ``game_over_cost``)."""
+        return cost.transition_reward(obs, next_obs, game_over, self.cost_weights,
+                                      self.game_over_cost)  # fmt: skip
+
+    def every_step(self, *, deterministic: bool = True, rng=None):
+        """The continuous agents' policy for `loop.DecisionLoop` (None without them): called
+        with an observation, it returns ``(grid2op action, record)``, the action made of
+        every continuous agent's choice (`continuous.joint_action`), the record
+        ``{"features": [...], "actions": [...]}`` per agent (what learning needs). Sampling
+        noise comes from ``rng`` when it is a ``torch.Generator``."""
+        if not self.unit_learners:
+            return None
+        clusters = [self.decomposition.clusters[i] for i in self.unit_clusters]
+
+        def act(obs):
+            vect = obs.to_vect()
+            xs = [c.unit_features(vect, obs) for c in clusters]
+            choices = [
+                learner.act(x, rng=rng, deterministic=deterministic)[0]
+                for learner, x in zip(self.unit_learners, xs)
+            ]
+            action = joint_action([c.units for c in clusters], choices, obs)
+            return action, {"features": xs, "actions": choices}
+
+        return act
+
     # ---- the decision at a turn ---------------------------------------------------------
     def decide(self, observation, turn: Turn, *, deterministic: bool = True, rng=None):
         """The cluster of ``turn`` chooses among do-nothing and its substation's actions:
@@ -148,7 +260,7 @@ class HierarchicalAgent(LoopAgent):
         if deterministic and self.top_k > 0:
             a, n_sim = self._top_k_choice(observation, i, x, mask)
         decision = Decision(cv.name, int(a), sub, i, x, mask, float(logp), float(value), n_sim)
-        return cv.action_set.to_grid2op(a), decision
+        return cv.action_set.to_grid2op(a, observation), decision
 
     def action_mask(self, cluster: int, substation: int) -> np.ndarray:
         """Legal choices of a cluster for the picked substation (after pruning, if any)."""
@@ -201,8 +313,9 @@ class HierarchicalAgent(LoopAgent):
         return self
 
     def metadata(self) -> dict:
-        """What `load` checks and rebuilds the agent from (JSON)."""
-        return {
+        """What `load` checks and rebuilds the agent from (JSON): format 2 for a topology-only
+        agent (as before continuous control), `UNITS_AGENT_FORMAT` with continuous agents."""
+        meta = {
             "format": AGENT_FORMAT,
             "env": self.env_meta,
             "thermal_limit_scale": self.env_meta.get("thermal_limit_scale", 1.0),
@@ -222,18 +335,33 @@ class HierarchicalAgent(LoopAgent):
             "learner": self.learner_name,
             "learner_config": self.config.to_dict(),
         }  # fmt: skip
+        if self.actions != ("topology",):
+            clusters = self.decomposition.clusters
+            meta.update(format=UNITS_AGENT_FORMAT, actions=list(self.actions),
+                        unit_learner=self.unit_learner_name,
+                        unit_learner_config=None if self.unit_config is None else self.unit_config.to_dict(),
+                        unit_action_sets=[clusters[i].units.describe() for i in self.unit_clusters],
+                        unit_features=[clusters[i].n_unit_features for i in self.unit_clusters],
+                        unit_reward={"cost_weights": self.cost_weights,
+                                     "game_over_cost": self.game_over_cost})  # fmt: skip
+        return meta
 
     @classmethod
     def from_metadata(cls, meta: dict, env, source: str = "<memory>") -> HierarchicalAgent:
         """An untrained agent with the structure saved in ``meta`` (weights come separately)."""
         return agent_from_metadata(meta, env, source)
 
+    @property
+    def all_learners(self) -> list:
+        """The topology learners, then the continuous agents' (the order of saved states)."""
+        return [*self.learners, *self.unit_learners]
+
     def policy_states(self) -> list:
-        """What acting needs, per learner (sent to workers)."""
-        return [learner.policy_state() for learner in self.learners]
+        """What acting needs, per learner (sent to workers; order of `all_learners`)."""
+        return [learner.policy_state() for learner in self.all_learners]
 
     def load_policy_states(self, states: list) -> HierarchicalAgent:
-        for learner, state in zip(self.learners, states):
+        for learner, state in zip(self.all_learners, states, strict=True):
             learner.load_policy_state(state)
         return self
 
@@ -243,7 +371,7 @@ class HierarchicalAgent(LoopAgent):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
-        torch.save([learner.state_dict() for learner in self.learners], buffer)
+        torch.save([learner.state_dict() for learner in self.all_learners], buffer)
         write_bytes(path / WEIGHTS_FILE, buffer.getvalue())
         write_json(path / META_FILE, self.metadata())
         return path
@@ -262,9 +390,10 @@ class HierarchicalAgent(LoopAgent):
         path = source
         try:
             states = torch.load(io.BytesIO(raw), weights_only=False)
-            if not isinstance(states, list) or len(states) != len(self.learners):
-                raise ValueError(f"{len(self.learners)} learner states expected")
-            for learner, state in zip(self.learners, states):
+            learners = self.all_learners
+            if not isinstance(states, list) or len(states) != len(learners):
+                raise ValueError(f"{len(learners)} learner states expected")
+            for learner, state in zip(learners, states):
                 learner.load_state_dict(state)
         except (RuntimeError, ValueError, KeyError, TypeError, EOFError, pickle.UnpicklingError,
                 zipfile.BadZipFile, AttributeError) as exc:  # fmt: skip
@@ -315,8 +444,12 @@ def agent_from_metadata(meta: dict, env, source: str = "<memory>") -> Hierarchic
     )
     name = meta.get("learner", "ppo")
     entry = learner_entry(name)
+    unit_name = meta.get("unit_learner", "sac")
     try:
         config = entry.config.from_dict(meta.get("learner_config", meta.get("ppo", {})))
+        unit_config = meta.get("unit_learner_config")
+        if unit_config is not None:
+            unit_config = learner_entry(unit_name).config.from_dict(unit_config)
         action_file = None
         if meta.get("action_file"):
             from distributed_grid2op.actions.file import parse_action_file
@@ -334,6 +467,14 @@ def agent_from_metadata(meta: dict, env, source: str = "<memory>") -> Hierarchic
             top_k=int(meta.get("top_k", 0)),
             action_file=action_file,
             reconnect=meta.get("reconnect", "first"),  # agents saved before safe reconnection
+            actions=meta.get("actions", ["topology"]),  # format 3; before: topology only
+            unit_learner=unit_name,
+            unit_config=unit_config,
+            **{
+                "cost_weights": None,
+                "game_over_cost": GAME_OVER_COST,
+                **meta.get("unit_reward", {}),
+            },
         )
     except (TypeError, KeyError, ValueError) as exc:
         if isinstance(exc, UserError):
@@ -394,11 +535,14 @@ def agent_from_files(files: dict[str, bytes], env, source: str = "<memory>") -> 
                 stacklevel=2,
             )
     agent = agent_from_metadata(meta, env, source=str(ckpt))
+    clusters = agent.decomposition.clusters
     sizes = (
-        [c.n_features for c in agent.decomposition.clusters],
-        [c.n_actions for c in agent.decomposition.clusters],
+        [c.n_features for c in clusters],
+        [c.n_actions for c in clusters],
+        [clusters[i].n_unit_features for i in agent.unit_clusters],
     )
-    if sizes != (meta["obs"]["n_features"], meta["n_actions"]):
+    saved_sizes = (meta["obs"]["n_features"], meta["n_actions"], meta.get("unit_features", []))
+    if sizes != saved_sizes:
         raise UserError(
             f"{ckpt}: observation or action sizes differ from this env's (another grid2op version?)"
         )

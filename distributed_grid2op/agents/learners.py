@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gymnasium import spaces
+
 from distributed_grid2op.errors import UserError
 
 
@@ -63,11 +65,17 @@ def learner_entry(name: str) -> LearnerEntry:
 
 
 def make_learner(name: str, n_obs: int, action_set, config: Any = None, seed: int = 0):
-    """A new learner ``name`` for an observation size and an `ActionSet`."""
+    """A new learner ``name`` for an observation size and an `ActionSet`: a discrete set's
+    learner is made as ``cls(n_obs, n_actions, config, seed=...)``, a box set's as
+    ``cls(n_obs, low, high, config, seed=...)`` (the bounds of its gymnasium ``Box``)."""
     entry = learner_entry(name)
     if action_set.kind not in entry.action_kinds:
         raise UserError(f"learner {name!r} cannot act on {action_set.kind} action sets")
-    return entry.cls(n_obs, action_set.n, config or entry.config(), seed=seed)
+    config = config or entry.config()
+    space = action_set.space
+    if isinstance(space, spaces.Box):
+        return entry.cls(n_obs, space.low, space.high, config, seed=seed)
+    return entry.cls(n_obs, action_set.n, config, seed=seed)
 
 
 def evaluate_gym(learner, env_id: str, episodes: int = 10, seed: int = 10_000) -> float:

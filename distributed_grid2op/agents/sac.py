@@ -26,6 +26,8 @@ import torch.nn.functional as F  # noqa: N812 - the usual torch name
 from torch import nn
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+#: the replay buffer's arrays, in `ReplayBuffer.add`'s argument order
+REPLAY_KEYS = ("obs", "actions", "rewards", "next_obs", "dones")
 
 
 @dataclass
@@ -114,8 +116,12 @@ class ReplayBuffer:
             self.pos = (self.pos + 1) % self.size
             self.n = min(self.n + 1, self.size)
 
-    def sample(self, rng: np.random.Generator, batch: int):
-        idx = rng.integers(0, self.n, size=batch)
+    def sample(self, rng: np.random.Generator | torch.Generator, batch: int):
+        """A batch of ``batch`` transitions drawn with replacement by ``rng`` (numpy or torch)."""
+        if isinstance(rng, torch.Generator):
+            idx = torch.randint(0, self.n, (batch,), generator=rng).numpy()
+        else:
+            idx = rng.integers(0, self.n, size=batch)
         return tuple(torch.as_tensor(a[idx]) for a in
                      (self.obs, self.actions, self.rewards, self.next_obs, self.dones))  # fmt: skip
 
@@ -165,9 +171,12 @@ class SACLearner:
     @torch.no_grad()
     def act(self, obs, mask=None, rng=None, deterministic: bool = False):
         """``(action, log-probability, 0.0)`` for one observation (``mask`` is unused: every
-        value of the box is legal; the action set makes it valid on the grid)."""
+        value of the box is legal; the action set makes it valid on the grid). The
+        exploration noise comes from ``rng`` when it is a ``torch.Generator`` (an episode's
+        own, so that episodes played by workers are reproducible), else from the learner's."""
         x = torch.as_tensor(np.asarray(obs, np.float32)).unsqueeze(0)
-        a, logp = self.actor.sample(x, self.generator, deterministic=deterministic)
+        gen = rng if isinstance(rng, torch.Generator) else self.generator
+        a, logp = self.actor.sample(x, gen, deterministic=deterministic)
         return a[0].numpy().astype(np.float32), float(logp[0]), 0.0
 
     # ---- learning -----------------------------------------------------------------------
@@ -179,13 +188,20 @@ class SACLearner:
 
     def update(self, generator=None, lr_frac: float = 1.0) -> dict:
         """One gradient step of the critics (and, every ``policy_frequency`` steps, of the
-        actor and the temperature); nothing before ``learning_starts`` transitions."""
+        actor and the temperature); nothing before ``learning_starts`` transitions.
+
+        ``generator`` (a ``torch.Generator``): draws the replay batch and the policy noise of
+        this step (the trainer derives it from the seed and the update number, so a resumed
+        run needs no RNG state); None: the learner's own generators."""
         c = self.config
         if self.buffer.n < max(c.learning_starts, c.batch_size):
             return {}
-        obs, act, rew, nxt, done = self.buffer.sample(self.rng, c.batch_size)
+        gen = generator if isinstance(generator, torch.Generator) else self.generator
+        obs, act, rew, nxt, done = self.buffer.sample(
+            self.rng if gen is self.generator else gen, c.batch_size
+        )
         with torch.no_grad():
-            a2, logp2 = self.actor.sample(nxt, self.generator)
+            a2, logp2 = self.actor.sample(nxt, gen)
             x2 = torch.cat([nxt, a2], -1)
             q_next = torch.min(self.q1_target(x2), self.q2_target(x2)).squeeze(-1)
             target = rew + c.gamma * (1 - done) * (q_next - self.alpha * logp2)
@@ -199,7 +215,7 @@ class SACLearner:
         stats = {"q_loss": q_loss.item()}
         if self.n_updates_ % c.policy_frequency == 0:
             for _ in range(c.policy_frequency):  # CleanRL: compensate the delayed updates
-                a, logp = self.actor.sample(obs, self.generator)
+                a, logp = self.actor.sample(obs, gen)
                 xa = torch.cat([obs, a], -1)
                 q = torch.min(self.q1(xa), self.q2(xa)).squeeze(-1)
                 actor_loss = (self.alpha * logp - q).mean()
@@ -246,6 +262,19 @@ class SACLearner:
             if name in state:
                 getattr(self, name).load_state_dict(state[name])
         self.n_updates_ = int(state.get("n_updates", 0))
+
+    def replay_state(self) -> dict:
+        """The filled part of the replay buffer, in insertion order (a trainer's checkpoint
+        keeps it so that a resumed run learns from the same transitions)."""
+        b = self.buffer
+        order = np.arange(b.pos - b.n, b.pos) % b.size
+        return {k: getattr(b, k)[order].copy() for k in REPLAY_KEYS}
+
+    def load_replay_state(self, state: dict) -> None:
+        """Refill the replay buffer from `replay_state`."""
+        b = self.buffer
+        b.n = b.pos = 0
+        b.add(*(state[k] for k in REPLAY_KEYS))
 
     def policy_state(self) -> dict:
         """The actor's weights: all that acting needs (what workers receive)."""
