@@ -81,10 +81,15 @@ def _days(df: pd.DataFrame, days: float | None) -> pd.DataFrame:
 
 
 def _steps_per_day(df: pd.DataFrame) -> float:
-    """Steps per day from the ``datetime`` column (5-minute steps if it cannot tell)."""
-    first = df[df["step"] <= 2].sort_values("step")
-    if len(first) >= 2:
-        t = pd.to_datetime(first["datetime"].iloc[:2], errors="coerce")
+    """Steps per day from the ``datetime`` column: steps 1 and 2 of one episode of one run
+    (episodes start at different dates; 5-minute steps if it cannot tell)."""
+    first = df[df["step"] <= 2]
+    keys = [k for k in ("run", "episode") if k in first.columns]
+    groups = first.groupby(keys, sort=False) if keys else [((), first)]
+    for _, g in groups:
+        if len(g) < 2:
+            continue
+        t = pd.to_datetime(g.sort_values("step")["datetime"].iloc[:2], errors="coerce")
         minutes = (t.iloc[1] - t.iloc[0]).total_seconds() / 60 if t.notna().all() else 0
         if minutes > 0:
             return 1440.0 / minutes

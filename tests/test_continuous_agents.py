@@ -394,3 +394,17 @@ def test_bad_continuous_options_are_one_line_errors(argv, message, tmp_path, cap
             code = exc.code
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
     assert code == 2 and len(err) == 1 and message in err[0]
+
+
+def test_steps_per_day_reads_one_episode_not_two_starts():
+    """Episodes start at different dates: the step length comes from steps 1 and 2 of the same
+    episode (the figures' time axis), never from two episodes' first steps."""
+    import pandas as pd
+
+    from distributed_grid2op.plots import _steps_per_day
+
+    rows = [{"run": "a", "episode": e, "step": s,
+             "datetime": str(pd.Timestamp(start) + pd.Timedelta(minutes=15 * (s - 1)))}
+            for e, start in ((0, "2019-01-05 00:00"), (1, "2019-01-01 00:10"))
+            for s in (1, 2, 3)]  # fmt: skip
+    assert _steps_per_day(pd.DataFrame(rows)) == 96.0
