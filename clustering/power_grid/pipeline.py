@@ -730,6 +730,7 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
             "louvain": (base_s, base_l),
             "greedy_modularity": greedy_modularity_baseline(env),
         }
+        agree["greedy_modularity"] = agreement(sub_c, line_c, *baselines["greedy_modularity"])
         if areas is not None:
             n_areas = int(areas.max()) + 1
             baselines[f"greedy_modularity_{n_areas}"] = greedy_modularity_baseline(env, n_areas)
@@ -998,7 +999,8 @@ def summary_markdown(s: dict) -> str:
         lines.append(f"| {key} | {a['ari_substations']:.3f} | {a['ari_lines']:.3f} |")
     lines += [
         "",
-        "`louvain`: topology-only baseline (Louvain communities of the substation graph); "
+        "`louvain`, `greedy_modularity`: topology-only baselines (Louvain / greedy modularity "
+        "communities of the substation graph); "
         "`thesis`: the partition the thesis trained on (case14 only); `thesis_q<q>`: the "
         "thesis method (column quantile + connected components) on the same matrix; "
         "`louvain_vs_thesis`: the topology-only baseline itself vs the thesis partition.",
