@@ -26,9 +26,13 @@ current observation, onto values that grid2op always accepts:
 
 Curtailment and storage change the power the dispatchable generators must make up; a
 dispatch that cannot follow is a game over. `legal_action` moves the cluster's curtailment
-limits and storage set-points back towards doing nothing (one factor for all of them) until
-the extra generation they need is within ``MARGIN_SHARE`` of what the running dispatchable
-generators can still ramp (the rest is left for the load change of the step). It does so
+limits and storage set-points back towards their current values (the limits in force, the
+power each storage unit makes now within its legal range: the least change; one factor for
+all of them) until the extra generation they need is within ``MARGIN_SHARE`` of what the
+running dispatchable generators can still ramp (the rest is left for the load change of the
+step). Scaling storage back towards 0 MW instead would stop a discharging unit at once and
+put its power on the generators: measured on ``educ_case14_storage``, a game over of the
+dispatch (``ImpossibleRedispatching``) when two units producing 12 MW were set to 0. It does so
 whatever the env's ``LIMIT_INFEASIBLE_CURTAILMENT_STORAGE_ACTION``: grid2op's own limiter
 only cancels the change of the step, and releasing earlier curtailment can still leave the
 generators unable to ramp down (measured on ``l2rpn_idf_2023``: a game over of the dispatch
@@ -182,7 +186,8 @@ def legal_action(action_space, obs, values: UnitValues, rules: EnvRules = EnvRul
     slo, shi = storage_bounds(obs, rules.storage_losses)
     p = np.clip(np.asarray(p, dtype=float), slo[s], shi[s])
     if fit_margin and (len(c) or len(s)):
-        lim, p = _fit_margin(obs, c, lim, s, p)
+        p_now = np.clip(np.asarray(obs.storage_power, dtype=float)[s], slo[s], shi[s])
+        lim, p = _fit_margin(obs, c, lim, s, p, p_now)
     legal = UnitValues((g, r), (c, lim), (s, p))
     act = {}
     if len(g):
@@ -194,23 +199,25 @@ def legal_action(action_space, obs, values: UnitValues, rules: EnvRules = EnvRul
     return action_space(act), legal
 
 
-def _fit_margin(obs, c, lim, s, p) -> tuple[np.ndarray, np.ndarray]:
-    """Scale the curtailment limits (from the current ones) and storage powers (from 0,
-    doing nothing) by the largest factor whose extra generation need fits the margin."""
+def _fit_margin(obs, c, lim, s, p, p_now) -> tuple[np.ndarray, np.ndarray]:
+    """Scale the changes of the curtailment limits (from the current ones) and storage powers
+    (from ``p_now``, their current powers made legal) by the largest factor whose extra
+    generation need fits the margin."""
     down, up = dispatch_margin(obs)
     down, up = MARGIN_SHARE * down, MARGIN_SHARE * up
     lim0 = np.asarray(obs.curtailment_limit, dtype=float)
     cut0 = float(np.sum(curtailed_mw(obs)))
-    # next step, storage units not set by an action go back to 0 MW
-    fixed = -float(np.sum(np.asarray(obs.storage_power, dtype=float)))
+    # next step, storage units not set by an action go back to 0 MW, the others start from
+    # p_now (> 0 charging: more generation needed)
+    fixed = float(np.sum(p_now)) - float(np.sum(np.asarray(obs.storage_power, dtype=float)))
     limits = np.tile(lim0, (len(_SCALES), 1))
     limits[:, c] = lim0[c] + _SCALES[:, None] * (lim[None, :] - lim0[c])
     cut = np.array([np.sum(curtailed_mw(obs, row)) for row in limits]) - cut0
-    need = fixed + cut + _SCALES * float(np.sum(p))
+    need = fixed + cut + _SCALES * float(np.sum(p - p_now))
     excess = np.maximum(need - up, 0.0) + np.maximum(down - need, 0.0)
     fits = np.flatnonzero(excess <= 1e-9)
     k = int(fits[0]) if fits.size else int(np.argmin(excess))
-    return limits[k, c], _SCALES[k] * p
+    return limits[k, c], p_now + _SCALES[k] * (p - p_now)
 
 
 def _spread(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

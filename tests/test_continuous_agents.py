@@ -408,3 +408,29 @@ def test_steps_per_day_reads_one_episode_not_two_starts():
             for e, start in ((0, "2019-01-05 00:00"), (1, "2019-01-01 00:10"))
             for s in (1, 2, 3)]  # fmt: skip
     assert _steps_per_day(pd.DataFrame(rows)) == 96.0
+
+
+def test_storage_is_scaled_back_towards_its_current_power_not_to_zero(storage_env):
+    """Two discharging units asked to stop while the generators can hardly ramp up: the
+    translation keeps them discharging enough for the dispatch to follow (stopping them at
+    once was a game over of the dispatch)."""
+    from distributed_grid2op.continuous import (
+        MARGIN_SHARE,
+        UnitValues,
+        dispatch_margin,
+        legal_action,
+    )
+
+    cls = type(storage_env)
+    obs = storage_env.reset(options={"time serie id": 0}).copy()
+    g = np.flatnonzero(cls.gen_redispatchable)
+    obs.gen_p[g] = cls.gen_pmax[g] - 1.0  # 1 MW of headroom each
+    obs.storage_charge = cls.storage_Emax / 2
+    obs.storage_power = -np.array([4.0, 8.0])  # discharging 12 MW
+    up = MARGIN_SHARE * dispatch_margin(obs)[1]
+    assert up < 12.0
+    units = np.arange(cls.n_storage)
+    _, legal = legal_action(storage_env.action_space, obs, UnitValues(storage=(units, [0.0, 0.0])))
+    p = legal.storage[1]
+    assert np.all(p < 0) and np.all(p >= obs.storage_power)  # still discharging, less
+    assert float(np.sum(p - obs.storage_power)) <= up + 1e-6  # the extra need fits the margin
