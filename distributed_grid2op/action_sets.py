@@ -7,7 +7,7 @@ of the cluster's substations) is the first kind; redispatch, curtailment and sto
 box sets over generators and storage units.
 
 A new action type is one class with the `ActionSet` interface plus an entry in
-`ACTION_SETS` (see docs/CONVENTIONS.md).
+`ACTION_SETS`, registered by the class's own module (see docs/CONVENTIONS.md).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def check_enumerable(env, substations) -> None:
         )
 
 
-#: action-set kinds by name (a new kind: one class + one entry)
+#: action-set kinds by name (a new kind: one class + one entry, made by its own module when it
+#: is imported, e.g. ``distributed_grid2op.continuous`` adds "box"; this module imports none of
+#: them, so that no import cycle runs through the registry)
 ACTION_SETS: dict[str, type[ActionSet]] = {"topology": TopologyActionSet}
-
-from distributed_grid2op import continuous  # noqa: E402, F401 - registers "box"

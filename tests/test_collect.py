@@ -107,7 +107,11 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path, case5_env, monkeypat
     assert not list((tmp_path / "run").glob(".*"))
     monkeypatch.setattr(C, "_run_task", real)
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").glob("*.npz")}
+    # a SIGKILL during a shard's atomic write leaves its temp file (no finally runs)
+    stale = tmp_path / "run" / f".{written[-1]}.x1y2z3.npz"
+    stale.write_bytes(b"partial")
     resumed = C.collect(_settings(), tmp_path / "run", progress=False, resume=True)
+    assert not stale.exists()
     _same(ref, resumed)
     for p, t in mtimes.items():  # earlier shards were reused, not rewritten
         assert p.stat().st_mtime_ns == t

@@ -609,6 +609,8 @@ def collect(
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     _check_settings_file(folder, settings, resume)
+    for stale in folder.glob(".*.npz"):  # a shard's temp file left by a killed run
+        stale.unlink(missing_ok=True)
     fp = settings.fingerprint()
     if n_scenarios is None:
         n_scenarios = count_scenarios(_worker_env(settings.spec))
