@@ -31,6 +31,21 @@ def case14_env():
     env.close()
 
 
+@pytest.fixture(scope="module")
+def storage_env():
+    """educ_case14_storage (bundled: 7 scenarios x 288 steps; redispatch and 2 storage units),
+    seeded 0, one per test module (tests change its state: thermal limits, steps)."""
+    import warnings
+
+    from distributed_grid2op.envs import make_env, quiet_grid2op
+
+    with quiet_grid2op(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        env = make_env("educ_case14_storage", seed=0)
+    yield env
+    env.close()
+
+
 #: the standard stressed case14 setting ("case14-stress"): thermal limits x 0.85, the
 #: training reward, parameters that let two cluster agents act in the same step
 CASE14_STRESS = dict(

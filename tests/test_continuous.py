@@ -26,13 +26,6 @@ from distributed_grid2op.factorization_file import load_factorization
 
 
 @pytest.fixture(scope="module")
-def storage_env():
-    env = make_env("educ_case14_storage", seed=0)
-    yield env
-    env.close()
-
-
-@pytest.fixture(scope="module")
 def idf_env():
     env = make_env("l2rpn_idf_2023", seed=0)
     yield env

@@ -37,15 +37,6 @@ QUICK_SAC = {"learning_starts": 32, "batch_size": 32, "hidden": [32, 32]}
 
 
 @pytest.fixture(scope="module")
-def storage_env():
-    with quiet_grid2op(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        env = make_env(ENV)
-    yield env
-    env.close()
-
-
-@pytest.fixture(scope="module")
 def sandbox():
     with quiet_grid2op():
         env = make_env("l2rpn_case14_sandbox")

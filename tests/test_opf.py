@@ -14,13 +14,6 @@ from distributed_grid2op.loop import Turn
 from distributed_grid2op.opf import OPFExpert, branch_susceptances, dc_flows
 
 
-@pytest.fixture(scope="module")
-def storage_env():
-    env = make_env("educ_case14_storage", seed=0)
-    yield env
-    env.close()
-
-
 def test_dc_flows_match_the_ac_flows(storage_env):
     """Within 5 MW and 10% of the largest flow (measured: 3 MW, 7%) along an episode, also
     with a line out (the PTDF follows the observation's topology)."""
