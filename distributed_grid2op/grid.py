@@ -119,12 +119,10 @@ def revert_actions(env, obs) -> list[tuple[object, int]]:
     reference topology: its elements on bus 2 or more set back to bus 1, the others left as
     they are (a disconnected element stays disconnected)."""
     subs = split_substations(env, obs)
-    cooldown = np.asarray(obs.time_before_cooldown_sub)
-    topo = np.asarray(obs.topo_vect)
-    starts = np.concatenate([[0], np.cumsum(env.sub_info)[:-1]])
+    free = subs[np.asarray(obs.time_before_cooldown_sub)[subs] == 0]
     out = []
-    for s in subs[cooldown[subs] == 0] if subs.size else subs:
-        cur = topo[starts[s] : starts[s] + int(env.sub_info[s])]
+    for s in free:
+        cur = np.asarray(obs.sub_topology(int(s)))
         vec = np.where(cur >= 2, 1, 0).astype(int).tolist()  # 0: element left as it is
         out.append((env.action_space({"set_bus": {"substations_id": [(int(s), vec)]}}), int(s)))
     return out
