@@ -25,7 +25,7 @@ from distributed_grid2op.action_sets import check_enumerable
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.grid import controllable_substations, unitary_topologies
 from distributed_grid2op.loop import DEFAULT_DANGER, Controller, Decision, LoopAgent, Turn
-from distributed_grid2op.scoring import best_index, simulated_max_rho
+from distributed_grid2op.scoring import best_index, score_actions, simulated_max_rho
 
 BASELINES = ("do-nothing", "reconnect", "expert")
 #: baselines run only when asked for by name (``--baselines ...,opf``): the DC optimal power
@@ -138,12 +138,10 @@ class GreedyExpert(LoopAgent):
             best, n_sim = greedy_search(observation, actions, subs, self.env,
                                         budget=self.budget, danger=self.danger)  # fmt: skip
         else:
-            free = np.asarray(observation.time_before_cooldown_sub)[subs] == 0
-            scores = np.full(1 + len(actions), np.inf)
-            scores[0] = simulated_max_rho(observation, self.action_space({}))
-            for i in np.flatnonzero(free):
-                scores[1 + i] = simulated_max_rho(observation, actions[i])
-            n_sim = 1 + int(free.sum())
+            free = np.flatnonzero(np.asarray(observation.time_before_cooldown_sub)[subs] == 0)
+            base = simulated_max_rho(observation, self.action_space({}))
+            scores = np.concatenate([[base], score_actions(observation, actions, free)])
+            n_sim = 1 + free.size
             best = best_index(scores, default=0, tie=0.0) - 1
         self.n_simulations_ += n_sim
         if best < 0:
