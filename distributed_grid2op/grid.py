@@ -56,19 +56,22 @@ def substation_graph(env):
     return g
 
 
-def reconnectable_lines(obs) -> np.ndarray:
-    """Disconnected lines that may legally be reconnected now (no cooldown, not in maintenance)."""
+def reconnectable_lines(obs, exclude=()) -> np.ndarray:
+    """Disconnected lines that may legally be reconnected now (no cooldown, not in maintenance),
+    but those in ``exclude``."""
     ok = (~obs.line_status) & (obs.time_before_cooldown_line == 0)
     maint = getattr(obs, "time_next_maintenance", None)
     duration = getattr(obs, "duration_next_maintenance", None)
     if maint is not None and duration is not None:
         ok &= ~((maint == 0) & (duration > 0))
-    return np.flatnonzero(ok)
+    lines = np.flatnonzero(ok)
+    return lines[~np.isin(lines, np.asarray(list(exclude), dtype=np.int64))]
 
 
-def reconnect_action(action_space, obs):
-    """Reconnect the first legally reconnectable line, or ``None`` if there is none."""
-    lines = reconnectable_lines(obs)
+def reconnect_action(action_space, obs, exclude=()):
+    """Reconnect the first legally reconnectable line but those in ``exclude``, or ``None`` if
+    there is none."""
+    lines = reconnectable_lines(obs, exclude)
     if lines.size == 0:
         return None
     return action_space({"set_line_status": [(int(lines[0]), 1)]})
@@ -87,9 +90,7 @@ def safe_reconnect_action(action_space, obs, danger: float = 0.95, exclude=()):
     """
     from distributed_grid2op.scoring import TIE, simulated_max_rho
 
-    lines = reconnectable_lines(obs)
-    if len(exclude):
-        lines = lines[~np.isin(lines, np.asarray(list(exclude), dtype=np.int64))]
+    lines = reconnectable_lines(obs, exclude)
     if lines.size == 0:
         return None
     best, best_rho = None, float("inf")

@@ -209,13 +209,7 @@ class Controller:
                 self._retry.pop(line, None)
         held = [line for line, (when, _) in self._retry.items() if step < when]
         if self.reconnect == "first":
-            lines = grid.reconnectable_lines(obs)
-            lines = lines[~np.isin(lines, held)]
-            action = (
-                self.env.action_space({"set_line_status": [(int(lines[0]), 1)]})
-                if lines.size
-                else None
-            )
+            action = grid.reconnect_action(self.env.action_space, obs, exclude=held)
         else:
             action = grid.safe_reconnect_action(
                 self.env.action_space, obs, danger=self.safe_level, exclude=held
