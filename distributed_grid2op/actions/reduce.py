@@ -165,9 +165,9 @@ def _play(env, scenario: int, seed: int, offset: int, steps: int, record: bool, 
     Returns ``(obs, rhos, reconnections)``: the observation after ``steps`` steps (None if the
     episode ended before), with ``record`` the max rho of every observation reached (step 0 =
     start), and the ``[step, line]`` reconnections played. With ``replay`` (such a list) those
-    reconnections are played instead of deciding again: simulations are not bit-identical
-    from one process history to another (solver warm starts), and a near tie in a safe
-    reconnection must not change a replayed state.
+    reconnections are played instead of deciding again, so that a replayed state does not
+    depend on simulations giving the same near ties (safe reconnection compares simulated
+    max rho, often equal to 1e-3) in another worker.
     """
     from distributed_grid2op.envs import quiet_grid2op
     from distributed_grid2op.loop import Controller

@@ -193,7 +193,7 @@ def read_source(env, name: str, max_chronics: int | None = None) -> SourceData:
         gen_dispatchable=np.asarray(env.gen_redispatchable, dtype=bool),
         gen_pmax=pmax,
         gen_type=[str(t) for t in env.gen_type],
-        horizons=int(horizons or 1),
+        horizons=horizons or 1,
         chronic_files=chronic_files,
     )
 

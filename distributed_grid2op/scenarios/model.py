@@ -242,7 +242,7 @@ class InjectionModel:
 
         # forecasts: lead (rows ahead) of the first horizon and error std per horizon and
         # column, from the source; multi-horizon files (grid2op's h_forecast) keep their count
-        self.forecast_horizons_ = int(getattr(source, "horizons", 1) or 1)
+        self.forecast_horizons_ = int(source.horizons)
         self.forecast_lead_, self.forecast_std_ = {}, {}
         for kind in ("load_p", "load_q", "prod_p"):
             sl = self.slices_[kind]
@@ -250,7 +250,7 @@ class InjectionModel:
                 self.forecast_lead_[kind] = 1
                 self.forecast_std_[kind] = np.zeros((self.forecast_horizons_, sl.stop - sl.start))
                 continue
-            pairs = [(f, a) for f, a in zip(source.forecasts[kind], source.arrays[kind])]
+            pairs = list(zip(source.forecasts[kind], source.arrays[kind]))
             if self.forecast_horizons_ == 1:  # one row per step: forecast of now or of next?
                 errors = {
                     lead: np.vstack([f[: len(f) - lead, 0] - a[lead:] for f, a in pairs])
@@ -377,10 +377,10 @@ class InjectionModel:
         out = {kind: x[:, sl] for kind, sl in self.slices_.items()}
         out["prod_p"] = self._dispatch(out["load_p"], out["prod_p"])
         out["prod_v"] = self.prod_v_hourly_[hour]
-        n_h = int(getattr(self, "forecast_horizons_", 1))
+        n_h = self.forecast_horizons_
         for kind in ("load_p", "load_q", "prod_p"):
             sl, lead = self.slices_[kind], self.forecast_lead_[kind]
-            std = np.atleast_2d(self.forecast_std_[kind])
+            std = self.forecast_std_[kind]  # (horizons, columns)
             rows = []
             for h in range(n_h):  # horizon h + 1: the row lead + h steps ahead
                 ahead = np.vstack([x[lead + h :, sl], np.repeat(x[-1:, sl], lead + h, 0)])
@@ -415,7 +415,7 @@ class InjectionModel:
             "acf_lags": list(self.lags_),
             "loss_ratio": self.loss_ratio_,
             "forecast_lead": dict(self.forecast_lead_),
-            "forecast_horizons": int(getattr(self, "forecast_horizons_", 1)),
+            "forecast_horizons": self.forecast_horizons_,
             "interval_minutes": self.interval_.total_seconds() / 60,
             "source_steps": self.n_source_steps_,
         }
