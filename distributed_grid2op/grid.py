@@ -38,6 +38,22 @@ def line_endpoints(env) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(env.line_or_to_subid, dtype=int), np.asarray(env.line_ex_to_subid, dtype=int)
 
 
+def operator_areas(env) -> np.ndarray | None:
+    """The operator's area of every substation (an int array, areas numbered in the order of
+    their names) when the env's rules define areas (the 118-bus envs' ``RulesByArea``:
+    ``legal_action.substations_id_by_area``), else None. grid2op has no public getter for
+    them, so this reads the env's game rules (the one place that does). Reference only: the
+    factorization reports agreement with it; no method sees it."""
+    by_area = getattr(getattr(env, "_game_rules", None), "legal_action", None)
+    by_area = getattr(by_area, "substations_id_by_area", None)
+    if not by_area:
+        return None
+    area = -np.ones(int(env.n_sub), int)
+    for a, (_, subs) in enumerate(sorted(by_area.items(), key=lambda kv: str(kv[0]))):
+        area[[int(x) for x in subs]] = a
+    return None if np.any(area < 0) else area
+
+
 def lines_of_substation(env, sub_id: int) -> np.ndarray:
     """Indices of the lines with an end at ``sub_id``."""
     orig, ext = line_endpoints(env)

@@ -307,11 +307,13 @@ def test_n_clusters_is_honoured_and_bounded():
 def test_operator_areas_and_area_agreement():
     from types import SimpleNamespace
 
+    from distributed_grid2op.grid import operator_areas
+
     rules = SimpleNamespace(legal_action=SimpleNamespace(substations_id_by_area={
         "b": [3, 4, 5], "a": [0, 1, 2]}))  # fmt: skip
-    area = P.operator_areas(SimpleNamespace(_game_rules=rules, n_sub=6))
+    area = operator_areas(SimpleNamespace(_game_rules=rules, n_sub=6))
     assert area.tolist() == [0, 0, 0, 1, 1, 1]
-    assert P.operator_areas(SimpleNamespace(n_sub=6)) is None  # no areas in the rules
+    assert operator_areas(SimpleNamespace(n_sub=6)) is None  # no areas in the rules
     same = P.area_agreement(np.array([1, 1, 1, 0, 0, 0]), area)
     assert same["ari"] == 1.0 and same["homogeneity"] == 1.0 and same["min_purity"] == 1.0
     split = P.area_agreement(np.array([0, 0, 1, 1, 2, 2]), area)

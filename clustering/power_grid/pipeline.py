@@ -387,20 +387,6 @@ def greedy_modularity_baseline(env, n_communities: int | None = None):
     return sub_c, sub_c[orig]
 
 
-def operator_areas(env) -> np.ndarray | None:
-    """The operator's area of every substation when the env's rules define areas (the
-    118-bus envs: ``legal_action.substations_id_by_area``), else None. Read for the report
-    only: no method sees it."""
-    by_area = getattr(getattr(env, "_game_rules", None), "legal_action", None)
-    by_area = getattr(by_area, "substations_id_by_area", None)
-    if not by_area:
-        return None
-    area = -np.ones(int(env.n_sub), int)
-    for a, (_, subs) in enumerate(sorted(by_area.items(), key=lambda kv: str(kv[0]))):
-        area[[int(x) for x in subs]] = a
-    return None if np.any(area < 0) else area
-
-
 def area_agreement(sub_c, area) -> dict:
     """How a substation partition agrees with reference areas: ARI, homogeneity (1 = every
     cluster inside one area), completeness, and per cluster its size, its main area and the
@@ -585,7 +571,7 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
     """
     cfg.validate()
     from distributed_grid2op.factorization_file import load_factorization, parse_factorization
-    from distributed_grid2op.grid import controllable_substations
+    from distributed_grid2op.grid import controllable_substations, operator_areas
 
     out = ensure_writable_dir(cfg.out)
     timer = _Timer(cfg.timings)
