@@ -28,8 +28,11 @@ def latest_checkpoint(out_dir, required: str = META_FILE) -> Path | None:
 
 
 def find_agent(path) -> Path:
-    """The agent folder of ``path``: itself, its ``final/``, else its latest checkpoint."""
-    path = Path(path)
+    """The agent folder of ``path``: itself, its ``final/``, else its latest checkpoint;
+    ``pretrained:NAME`` is the shipped agent of that name (`distributed_grid2op.pretrained`)."""
+    from distributed_grid2op.pretrained import resolve
+
+    path = Path(resolve(path))
     if not path.exists():
         raise UserError(f"no such agent folder: {path}")
     if (path / META_FILE).is_file():

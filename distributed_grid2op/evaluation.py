@@ -59,7 +59,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from distributed_grid2op import cli, cost
+from distributed_grid2op import cli, cost, pretrained
 from distributed_grid2op.baselines import BASELINES, DANGER, OPTIONAL_BASELINES, make_baseline
 from distributed_grid2op.baselines import REVERT as EXPERT_REVERT
 from distributed_grid2op.config import Config, option
@@ -177,8 +177,9 @@ def default_split(env) -> str:
 
 
 def run_specs(baselines=(), agents=(), top_k=(None,)) -> list[RunSpec]:
-    """Validate baseline names and agent directories into unique run names; with ``top_k``
-    values, each agent runs once per value, named ``<dir>-top<k>``."""
+    """Validate baseline names and agent directories (or ``pretrained:NAME``, run name
+    ``pretrained-NAME``) into unique run names; with ``top_k`` values, each agent runs once
+    per value, named ``<dir>-top<k>``."""
     runs: list[RunSpec] = []
     known = BASELINES + OPTIONAL_BASELINES
     for name in baselines:
@@ -187,10 +188,12 @@ def run_specs(baselines=(), agents=(), top_k=(None,)) -> list[RunSpec]:
         if all(r.name != name for r in runs):
             runs.append(RunSpec(name, "baseline", name))
     for path in agents:
-        p = Path(path)
+        p = Path(pretrained.resolve(path))
         if not p.is_dir():
             raise UserError(f"agent directory {path} does not exist")
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", p.resolve().name) or "agent"
+        if str(path).startswith(pretrained.PREFIX):
+            stem = f"pretrained-{stem}"
         for k in top_k:
             base = stem if k is None else f"{stem}-top{int(k)}"
             name, i = base, 2
@@ -765,7 +768,8 @@ def top_k_list(text: str) -> list[int]:
 class EvaluateConfig(Config):
     """Every setting of ``python -m distributed_grid2op.evaluate`` (and of `run_evaluation`)."""
 
-    agents: list = option([], "trained agent folders", nargs="*", metavar="DIR")
+    agents: list = option([], "trained agent folders, or pretrained:NAME for a shipped agent "
+                          "(pretrained:case14)", nargs="*", metavar="DIR")  # fmt: skip
     baselines: list = option(list(BASELINES), "comma-separated subset of "
                              f"{','.join(BASELINES + OPTIONAL_BASELINES)}, or 'none'",
                              parse=baseline_list)  # fmt: skip
