@@ -246,6 +246,51 @@ def test_profile_clusters_ignore_scale_and_shuffled_effects_do_not_look_like_are
         effect_profiles(-effects)
 
 
+def _chain_effects(rng, n_areas=3, n_per=10, noise=0.5):
+    """Planted effects on ``n_areas`` chains joined end to end by weak links: decay 10x per
+    5 steps along a chain, 1000x across a link, times log-normal noise (one draw of data)."""
+    pos = np.arange(n_areas * n_per)
+    area = pos // n_per
+    dist = 0.2 * np.abs(pos[:, None] - pos[None, :]) + 3.0 * np.abs(area[:, None] - area[None, :])
+    return 10.0 ** (-dist) * np.exp(noise * rng.standard_normal(dist.shape)), area
+
+
+def test_split_halves_reproduce_the_planted_number_and_nothing_in_shuffled_data():
+    from sklearn.metrics import adjusted_rand_score
+
+    from clustering.factorization import profile_clusters, reproducible_n_clusters
+
+    rng = np.random.default_rng(3)
+    halves = [(_chain_effects(rng)[0], _chain_effects(rng)[0]) for _ in range(3)]
+    effects, area = _chain_effects(rng)
+    k, scores = reproducible_n_clusters(halves)
+    assert k == 3 and scores[2] < 0.8 <= scores[3]
+    fac = profile_clusters(effects, halves=halves)
+    assert fac.n_blocks == 3 and fac.params["n_clusters_rule"] == "split halves"
+    assert adjusted_rand_score(area, fac.col_labels()) == 1.0
+    assert adjusted_rand_score(area, fac.row_labels()) == 1.0
+
+    def shuffled(m):  # which input moved which variable shuffled away
+        return np.array([row[rng.permutation(len(row))] for row in m])
+
+    k0, scores0 = reproducible_n_clusters([(shuffled(a), shuffled(b)) for a, b in halves])
+    assert k0 == 1 and max(scores0.values()) < 0.8
+    with pytest.raises(ValueError, match="halves"):
+        reproducible_n_clusters([])
+
+
+def test_rows_join_the_block_that_moves_them_most_on_average():
+    from clustering.factorization import profile_clusters
+
+    effects, area = _two_area_effects(seed=2)
+    # one input of area 0 has a spurious large effect on the last row (an area-1 row)
+    effects[-1, 0] = 2 * effects[-1].max()
+    fac = profile_clusters(effects, n_clusters=2)
+    assert fac.col_labels()[0] != fac.col_labels()[-1]  # the two areas
+    assert fac.row_labels()[-1] == fac.col_labels()[-1]  # the row stays with area 1's inputs
+    assert np.argmax(effects[-1]) == 0  # the single largest effect would have carried it away
+
+
 def test_merge_gap_n_clusters_takes_the_largest_gap_between_merge_heights():
     from clustering.factorization import merge_gap_n_clusters
 

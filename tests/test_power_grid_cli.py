@@ -325,3 +325,47 @@ def test_greedy_modularity_baseline_gives_the_number_asked(case14_env):
     for n in (2, 3):
         sub_c, line_c = P.greedy_modularity_baseline(case14_env, n)
         assert len(set(sub_c.tolist())) == n and line_c.shape == (case14_env.n_line,)
+
+
+def _rows(rng, n_line=6, subs=(1, 3), n_ep=4, per_ep=25):
+    return {
+        s: (rng.normal(0, 0.01 * (s + 1), size=(n_ep * per_ep, n_line)),
+            np.repeat(np.arange(n_ep), per_ep))
+        for s in subs
+    }  # fmt: skip
+
+
+def test_effect_matrix_is_the_typical_effect_and_halves_split_episodes():
+    rng = np.random.default_rng(0)
+    rows = _rows(rng)
+    eff = P.effect_matrix(rows, 6, 5)
+    assert eff.shape == (6, 5) and np.all(eff[:, [0, 2, 4]] == 0) and np.all(eff[:, [1, 3]] > 0)
+    # a rare huge effect (one row of 100) does not move the typical effect much
+    e, ep = rows[1]
+    spiked = {**rows, 1: (np.vstack([e[:-1], 100 * np.ones((1, 6))]), ep)}
+    assert np.all(P.effect_matrix(spiked, 6, 5)[:, 1] < 2 * eff[:, 1])
+    halves = P.effect_halves(rows, 6, 5, seed=7, n_splits=3)
+    again = P.effect_halves(rows, 6, 5, seed=7, n_splits=3)
+    assert len(halves) == 3
+    for (a, b), (a2, b2) in zip(halves, again):
+        np.testing.assert_array_equal(a, a2)
+        np.testing.assert_array_equal(b, b2)
+        assert not np.allclose(a[:, [1, 3]], b[:, [1, 3]])  # different data in each half
+    # every half is the median of whole episodes of the substation (2 of its 4)
+    a, _ = halves[0]
+    candidates = [np.median(np.abs(e[np.isin(ep, pair)]), axis=0)
+                  for pair in ([0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3])]  # fmt: skip
+    assert any(np.allclose(a[:, 1], c) for c in candidates)
+
+
+def test_shuffled_rows_keep_counts_and_pool_but_not_who_acted():
+    rng = np.random.default_rng(1)
+    rows = _rows(rng)
+    shuf = P.shuffled_rows(rows, seed=3)
+    assert {s: len(r[0]) for s, r in shuf.items()} == {s: len(r[0]) for s, r in rows.items()}
+    pool = np.sort(np.concatenate([r[0] for r in rows.values()]), axis=None)
+    np.testing.assert_array_equal(
+        np.sort(np.concatenate([r[0] for r in shuf.values()]), axis=None), pool
+    )
+    assert not np.array_equal(shuf[1][0], rows[1][0])
+    np.testing.assert_array_equal(P.shuffled_rows(rows, seed=3)[1][0], shuf[1][0])

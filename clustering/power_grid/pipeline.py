@@ -228,12 +228,14 @@ def factorize(
     quantile: float,
     seed: int,
     n_clusters: int | None = None,
+    halves=None,
 ):
     """Blocks of the (lines x controllable substations) matrix; columns re-indexed to subs.
 
     ``unbiased``: the unbiased MI matrix, or for ``profiles`` the effect matrix (mean size of
     each line's change under each substation's actions). ``n_clusters``: asked for (spectral
-    and profiles), else chosen automatically.
+    and profiles), else chosen automatically (profiles: from ``halves``, pairs of effect
+    matrices of split halves of the data, when given).
     """
     from clustering.factorization import block_diagonalize
 
@@ -243,7 +245,9 @@ def factorize(
             f"--n-clusters {n_clusters} is more than the {len(columns)} substations with data"
         )
     if method == "profiles":
-        fac = block_diagonalize(m, method="profiles", n_clusters=n_clusters)
+        if halves is not None:
+            halves = [(a[:, columns], b[:, columns]) for a, b in halves]
+        fac = block_diagonalize(m, method="profiles", n_clusters=n_clusters, halves=halves)
     elif method == "spectral" and n_clusters is not None:
         fac = block_diagonalize(m, method="spectral", n_clusters=n_clusters, random_state=seed)
     elif method == "spectral":
@@ -444,36 +448,71 @@ def locality(env, matrix: np.ndarray, columns: list[int], top: int = 5) -> dict:
     }
 
 
-def _rms(rows: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.mean(np.square(rows), axis=0))
+#: Random splits of each substation's episodes into halves for the automatic number of
+#: clusters (`clustering.factorization.reproducible_n_clusters`).
+SPLIT_HALVES = 5
 
 
-def effect_columns(data: dict[int, Transitions], n_line: int, n_sub: int) -> np.ndarray:
-    """(n_line, n_sub) root mean square of next - do-nothing next of each line's loading under
-    each substation's random topologies (sensitivity mode; diverging simulations left out);
-    other columns 0. The RMS weighs the large effects, which reach farthest."""
-    eff = np.zeros((n_line, n_sub))
-    for s, d in data.items():
+def _typical(rows: np.ndarray) -> np.ndarray:
+    """Median absolute effect per line: the typical size of a substation's effect, which rare
+    large effects (a far-reaching redistribution) do not move (the RMS they dominate gave a
+    partition that changed between seeds of the same collection: docs/methods.md)."""
+    return np.median(np.abs(rows), axis=0)
+
+
+def effect_rows(data: dict[int, Transitions], n_line: int) -> dict[int, tuple]:
+    """Per substation with data: its (non-diverging transitions x lines) effects on the line
+    loadings (next - do-nothing next) and the episode of every row."""
+    rows = {}
+    for s, d in sorted(data.items()):
         keep = ~d.terminal
         if keep.any():
-            eff[:, s] = _rms(d.effects()[keep][:, :n_line])
-    return eff
+            rows[s] = (d.effects()[keep][:, :n_line], np.asarray(d.episode_id)[keep])
+    return rows
 
 
-def shuffled_effects(data: dict[int, Transitions], n_line: int, n_sub: int, seed: int):
-    """The effect matrix after the rows of all substations are pooled and dealt back at
-    random (same counts): which substation acted is shuffled away, the rest is kept. A
-    control: a method that finds structure here finds it in noise."""
-    subs = sorted(s for s, d in data.items() if (~d.terminal).any())
-    rows = [data[s].effects()[~data[s].terminal][:, :n_line] for s in subs]
-    pool = np.concatenate(rows)
-    perm = np.random.default_rng(seed).permutation(len(pool))
+def effect_matrix(rows: dict[int, tuple], n_line: int, n_sub: int) -> np.ndarray:
+    """(n_line, n_sub) typical (median absolute) effect of each substation's random topologies
+    on each line's loading (sensitivity mode); substations without rows: 0."""
     eff = np.zeros((n_line, n_sub))
-    start = 0
-    for s, r in zip(subs, rows):
-        eff[:, s] = _rms(pool[perm[start : start + len(r)]])
-        start += len(r)
+    for s, (e, _) in rows.items():
+        eff[:, s] = _typical(e)
     return eff
+
+
+def effect_halves(
+    rows: dict[int, tuple], n_line: int, n_sub: int, seed: int, n_splits=SPLIT_HALVES
+):
+    """``n_splits`` pairs of effect matrices (`effect_matrix`), each from a random half of
+    every substation's episodes and from the other half: independent data for the automatic
+    number of clusters. Seeded, the same for the same rows."""
+    rng = np.random.default_rng([seed, 17])
+    pairs = []
+    for _ in range(n_splits):
+        a, b = np.zeros((n_line, n_sub)), np.zeros((n_line, n_sub))
+        for s, (e, ep) in rows.items():
+            eps = np.unique(ep)
+            first = np.isin(ep, rng.permutation(eps)[: max(1, len(eps) // 2)])
+            if first.all():  # one episode: split its rows instead
+                first = np.arange(len(ep)) < len(ep) // 2
+            a[:, s], b[:, s] = _typical(e[first]), _typical(e[~first])
+        pairs.append((a, b))
+    return pairs
+
+
+def shuffled_rows(rows: dict[int, tuple], seed: int) -> dict[int, tuple]:
+    """The effect rows of all substations pooled and dealt back at random (same counts, the
+    episode ids of the places they land in): which substation acted is shuffled away, the rest
+    is kept. A control: a method that finds structure here finds it in noise."""
+    subs = sorted(rows)
+    pool = np.concatenate([rows[s][0] for s in subs])
+    perm = np.random.default_rng(seed).permutation(len(pool))
+    out, start = {}, 0
+    for s in subs:
+        n = len(rows[s][0])
+        out[s] = (pool[perm[start : start + n]], rows[s][1])
+        start += n
+    return out
 
 
 def _labels_of(fact_file, n_sub, n_line):
@@ -515,9 +554,11 @@ class _Timer:
         return _Ctx()
 
 
-def _decompose(env, env_name, unbiased, columns, cfg: PipelineConfig, method: str, quantile: float):
+def _decompose(
+    env, env_name, unbiased, columns, cfg: PipelineConfig, method: str, quantile: float, halves=None
+):
     n_clusters = cfg.n_clusters if method in ("spectral", "profiles") else None
-    fac = factorize(unbiased, columns, method, quantile, cfg.seed, n_clusters)
+    fac = factorize(unbiased, columns, method, quantile, cfg.seed, n_clusters, halves)
     sub_c, line_c = complete_assignment(env, fac, columns)
     params = {k: v for k, v in fac.params.items() if isinstance(v, (int, float, str, bool, dict))}
     params.update(
@@ -666,10 +707,13 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
     with timer("mutual information + null"):
         mi, shuffled, unbiased = mi_columns(used, n_line, n_sub, cfg, mapper=mapper)
     saved = [("mi", mi), ("shuffled_mi", shuffled), ("unbiased_mi", unbiased)]
-    effects = None
+    effects = rows = halves = None
     if cfg.mode == "sensitivity":
         with timer("sensitivities"):
-            effects = effect_columns(data, n_line, n_sub)
+            rows = effect_rows(data, n_line)
+            effects = effect_matrix(rows, n_line, n_sub)
+            if cfg.method == "profiles" and cfg.n_clusters is None:
+                halves = effect_halves(rows, n_line, n_sub, cfg.seed)
         saved.append(("effects", effects))
     for name, matrix in saved:
         with atomic_path(out / f"{name}.npy", suffix=".npy") as tmp:
@@ -691,7 +735,7 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
                 "factorization.json needs line loadings: use the default attributes ('rho')"
             )
         fac, sub_c, line_c, doc = _decompose(
-            env, env_name, main_matrix, columns, cfg, cfg.method, cfg.quantiles[0]
+            env, env_name, main_matrix, columns, cfg, cfg.method, cfg.quantiles[0], halves
         )
         path = write_json(out / "factorization.json", doc)
         load_factorization(path, env=env)  # validated: every line and substation once
@@ -735,8 +779,12 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
     control = None
     if effects is not None and cfg.shuffled_control:
         with timer("shuffled control"):
-            eff0 = shuffled_effects(data, n_line, n_sub, cfg.seed)
-            _, s0, l0, doc0 = _decompose(env, env_name, eff0, columns, cfg, "profiles", 0.0)
+            rows0 = shuffled_rows(rows, cfg.seed)
+            eff0 = effect_matrix(rows0, n_line, n_sub)
+            halves0 = None if halves is None else effect_halves(rows0, n_line, n_sub, cfg.seed)
+            _, s0, l0, doc0 = _decompose(
+                env, env_name, eff0, columns, cfg, "profiles", 0.0, halves0
+            )
             control = {
                 "what": "profiles on the effects with the acting substation shuffled",
                 "n_clusters": len(doc0["clusters"]),
