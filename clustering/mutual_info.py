@@ -49,6 +49,13 @@ Mapper = Callable[[Callable, Iterable], Iterable]
 OFFSET = 1e-20
 #: y columns with at most this many distinct values use the same-value shortcut.
 MAX_CLASSES = 512
+#: A 1-D column is *discrete* (labels: its encoding carries no information) when it has at
+#: most MAX_CLASSES distinct values and each is shared by this many points on average. Its
+#: values are replaced by rank / number of distinct values (0, 1/m, 2/m, ...: the thesis
+#: encoding of actions, which the power-grid pipeline already uses, so its estimates are
+#: unchanged) before the estimate: integer ids, the same ids scaled or shifted give the same
+#: MI at the same speed.
+DISCRETE_MIN_COUNT = 32
 
 __all__ = [
     "MutualInformation",
@@ -592,6 +599,15 @@ def _mean_terms(kk, nx, ny, psi):
 # --------------------------------------------------------------------------- estimator
 
 
+def _discrete_ranks(y: np.ndarray) -> np.ndarray | None:
+    """Rank of each value / number of distinct values (float64: 0, 1/m, ...) when the 1-D
+    column is discrete by its values (`DISCRETE_MIN_COUNT`), else None."""
+    values, inverse = np.unique(y, return_inverse=True)
+    if len(values) > MAX_CLASSES or len(values) * DISCRETE_MIN_COUNT > len(y):
+        return None
+    return np.asarray(inverse, dtype=np.float64).ravel() / len(values)
+
+
 def _classes(y: np.ndarray):
     """Class index per point and gap to the nearest other value, or None if too many values."""
     values, inverse = np.unique(y, return_inverse=True)
@@ -613,6 +629,10 @@ def _psi_table(n: int) -> np.ndarray:
 
 
 def _counts_1d(x: np.ndarray, y: np.ndarray, k: int):
+    # discrete columns by their values, whatever their encoding: labels become rank / m
+    rx, ry = _discrete_ranks(x), _discrete_ranks(y)
+    x = x if rx is None else rx
+    y = y if ry is None else ry
     cx, cy = _classes(x), _classes(y)
     if cy is None and cx is not None:  # the estimator is symmetric: put the discrete one in y
         x, y, cy = y, x, cx
@@ -638,7 +658,11 @@ def _counts_kdtree(x: np.ndarray, y: np.ndarray, k: int):
 def mixed_ksg(x, y, k=5) -> float:
     """Mixed-KSG mutual information I(x; y) in nats.
 
-    x, y: 1-D (N,) or 2-D (N, d) arrays with the same N; discrete values (ties) allowed.
+    x, y: 1-D (N,) or 2-D (N, d) arrays with the same N; discrete values (ties) allowed. A 1-D
+    column with few distinct values (at most `MAX_CLASSES`, each shared by
+    `DISCRETE_MIN_COUNT` points on average) is a discrete variable: its values are labels,
+    replaced by rank / number of values, so any encoding of it (integer ids, the same ids
+    scaled or shifted) gives the same estimate.
     k: neighbours (int, or a fraction of N in (0, 1), see `resolve_k`).
     Raises ValueError on NaN/inf, mismatched lengths or k >= N.
     """

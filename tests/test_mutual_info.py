@@ -40,6 +40,17 @@ def _rounded(rng, n):
     return np.round(x * 4) / 4, np.round((x + rng.normal(size=n)) * 8) / 8
 
 
+def _recoded(v):
+    """A 1-D column as the estimator sees it: a discrete one (few values, ties) recoded as
+    rank / number of values (`mutual_info._discrete_ranks`), anything else as it is."""
+    r = mutual_info._discrete_ranks(np.asarray(v, np.float64))
+    return v if r is None else r
+
+
+def _reference_1d(x, y, k):
+    return _mixed_ksg_reference(_recoded(x), _recoded(y), k)
+
+
 KINDS = {"continuous": _continuous, "ties": _ties, "discrete": _discrete, "rounded": _rounded}
 
 
@@ -51,7 +62,7 @@ def test_equals_per_point_reference(kind, n, k, shortcut, monkeypatch):
         monkeypatch.setattr(mutual_info, "MAX_CLASSES", 0)
     rng = np.random.default_rng(n + k)
     x, y = KINDS[kind](rng, n)
-    ref = _mixed_ksg_reference(x, y, k)
+    ref = _reference_1d(x, y, k)
     assert mixed_ksg(x, y, k) == pytest.approx(ref, abs=1e-9)
     assert mixed_ksg(y, x, k) == pytest.approx(ref, abs=1e-9)
 
@@ -62,7 +73,7 @@ def test_equals_reference_at_thesis_k_and_larger_n():
     x, y = _continuous(rng, n)
     t, a = _ties(rng, n)
     for u, v in ((x, y), (t, a), (x, a)):
-        assert mixed_ksg(u, v, 0.05) == pytest.approx(_mixed_ksg_reference(u, v, 100), abs=1e-9)
+        assert mixed_ksg(u, v, 0.05) == pytest.approx(_reference_1d(u, v, 100), abs=1e-9)
 
 
 def test_equals_reference_multidimensional():
@@ -272,3 +283,27 @@ def test_mapper_function_pickles_for_process_pools():
 
     ref = mi_matrix(targets, inputs, k=5)
     np.testing.assert_array_equal(mi_matrix(targets, inputs, k=5, mapper=pickling_mapper), ref)
+
+
+def test_a_discrete_column_gives_the_same_mi_whatever_its_encoding():
+    from clustering.mutual_info import DISCRETE_MIN_COUNT, _discrete_ranks
+
+    rng = np.random.default_rng(11)
+    n, k = 3000, 150
+    ids = rng.integers(0, 40, n).astype(float)
+    t = np.where(rng.random(n) < 0.1, 0.0, 0.02 * ids + rng.normal(scale=0.3, size=n))
+    scaled = ids / 40.0  # the same ids in [0, 1)
+    shifted = 3.0 * ids + 7.0
+    # the definition on rank / number of values (here the ids / 40)
+    ref = _mixed_ksg_reference(t, scaled, k)
+    for enc in (ids, scaled, shifted):
+        assert mixed_ksg(t, enc, k) == pytest.approx(ref, abs=1e-9)
+        assert mixed_ksg(enc, t, k) == pytest.approx(ref, abs=1e-9)
+    # without the recoding the encoding would matter: the definition on the integer ids differs
+    assert abs(_mixed_ksg_reference(t, ids, k) - ref) > 1e-3
+    # a continuous or finely quantised column is left as it is
+    assert _discrete_ranks(t) is None
+    assert _discrete_ranks(np.round(rng.normal(size=n) * 100) / 100) is None
+    few = rng.integers(0, n // DISCRETE_MIN_COUNT, n) * 0.5
+    values, inverse = np.unique(few, return_inverse=True)
+    np.testing.assert_array_equal(_discrete_ranks(few), inverse / len(values))
