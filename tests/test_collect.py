@@ -316,3 +316,37 @@ def test_simulate_segment_in_an_env_no_longer_initialised_is_an_empty_episode(
     monkeypatch.setattr(type(env), "get_obs", get_obs)
     shard = C.run_shard(settings, 0, 0, 20, ctx)
     assert shard["episode_lengths"].tolist() == [4, 0, 4]
+
+
+def test_stop_tolerance_stops_a_substation_once_its_effect_column_is_stable(tmp_path, case5_env):
+    base = dict(actions_per_state=3, n_samples=90, n_episodes=12, max_steps=5, episodes_per_shard=1)
+    full = C.collect(_settings("sensitivity", **base), tmp_path / "full", progress=False)
+    tol = 0.2
+    loose = _settings("sensitivity", stop_tolerance=tol, **base)
+    stopped = C.collect(loose, tmp_path / "loose", progress=False)
+    for s, d in full.items():
+        # where the rule must stop: the first shard (from the second on) after which the
+        # median-effect column moved by less than tol, measured on the full data's prefix
+        eps = np.unique(d.episode_id)
+        cols = [C.effect_column(d.effects()[~d.terminal & (d.episode_id <= e)]) for e in eps]
+        change = [C.column_change(a, b) for a, b in zip(cols, cols[1:])]
+        stop = next((i + 1 for i, c in enumerate(change) if c < tol), len(eps) - 1)
+        n = int(np.sum(d.episode_id <= eps[stop]))
+        assert len(stopped[s]) == min(n, len(d))
+        np.testing.assert_array_equal(stopped[s].next_state, d.next_state[: len(stopped[s])])
+    assert sum(map(len, stopped.values())) < sum(map(len, full.values()))  # it saved something
+    # the same shards with workers computing ahead (decided on the written prefix only)
+    again = C.collect(loose, tmp_path / "ahead", executor=_AheadExecutor(4), progress=False)
+    _same(stopped, again)
+    assert list(_shards(tmp_path / "ahead")) == list(_shards(tmp_path / "loose"))
+    # a resume stops at the same place: nothing more is collected
+    resumed = C.collect(loose, tmp_path / "loose", progress=False, resume=True)
+    _same(stopped, resumed)
+    assert (
+        loose.identity()["stop_tolerance"] == tol
+        and "stop_tolerance" not in _settings("sensitivity").identity()
+    )
+    with pytest.raises(UserError, match="sensitivity"):
+        _settings("simulate", stop_tolerance=tol)
+    with pytest.raises(UserError, match="> 0"):
+        _settings("sensitivity", stop_tolerance=0.0)

@@ -282,6 +282,8 @@ def test_sensitivity_mode_end_to_end_with_n_clusters(tmp_path, capsys, case5_env
         (["--actions-per-state", "x"], "actions-per-state"),
         (["--mode", "thesis", "--actions-per-state", "4"], "actions-per-state"),
         (["--mode", "thesis", "--method", "profiles"], "profiles"),
+        (["--stop-tolerance", "0"], "stop-tolerance"),
+        (["--mode", "simulate", "--stop-tolerance", "0.05"], "stop-tolerance"),
     ],
 )
 def test_bad_sensitivity_options_exit_2_with_one_line(tmp_path, capsys, argv, needle):

@@ -85,6 +85,11 @@ class FactorizeConfig(Config):
     actions_per_state: int | None = option(None, "random topologies simulated per visited state "
                                            "(simulate/sensitivity modes; default 1 / 8)",
                                            parse=positive_int)  # fmt: skip
+    stop_tolerance: float | None = option(None, "sensitivity mode: stop collecting a substation "
+                                          "when its effect column changes by less than this "
+                                          "(relative) between successive shards (default: off, "
+                                          "collect --samples)",
+                                          parse=positive_float)  # fmt: skip
     quick: bool = option(False, "small settings for a fast look (100 episodes, 2000 samples, "
                          "1 shuffle)")  # fmt: skip
     resume: bool = option(False, "continue a collection already in --out", results=False)
@@ -128,6 +133,7 @@ class FactorizeConfig(Config):
                             ("method", self.method), ("mode", self.mode),
                             ("n_clusters", self.n_clusters),
                             ("actions_per_state", self.actions_per_state),
+                            ("stop_tolerance", self.stop_tolerance),
                             ("max_steps", self.max_steps),
                             ("action_set", None if self.action_set is None else Path(self.action_set))):  # fmt: skip
             if value is not None:

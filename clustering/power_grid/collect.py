@@ -152,6 +152,10 @@ class CollectSettings:
     action_set: CollectActionSet | None = None
     #: Random topologies simulated per visited state (simulate and sensitivity modes).
     actions_per_state: int = 1
+    #: Sensitivity mode: stop a substation's collection once its effect column is stable, a
+    #: relative change below this between successive shards (`column_change`); None: collect
+    #: ``n_samples``.
+    stop_tolerance: float | None = None
 
     def __post_init__(self):
         if self.episodes_per_shard is None:  # short thesis episodes, long simulate segments
@@ -174,6 +178,11 @@ class CollectSettings:
             raise UserError("actions_per_state must be at least 1")
         if self.actions_per_state > 1 and self.mode == "thesis":
             raise UserError("actions_per_state > 1 needs --mode simulate or sensitivity")
+        if self.stop_tolerance is not None:
+            if self.mode != "sensitivity":
+                raise UserError("a stop tolerance needs --mode sensitivity (effects of actions)")
+            if not self.stop_tolerance > 0:
+                raise UserError(f"the stop tolerance must be > 0, got {self.stop_tolerance}")
         if self.action_set is not None:
             missing = sorted(set(self.substations) - set(self.action_set.substations()))
             if missing:
@@ -200,6 +209,8 @@ class CollectSettings:
             out["action_set"] = self.action_set.identity()
         if self.actions_per_state != 1:  # likewise
             out["actions_per_state"] = int(self.actions_per_state)
+        if self.stop_tolerance is not None:  # which shards exist depends on it
+            out["stop_tolerance"] = float(self.stop_tolerance)
         return out
 
     def topologies(self, env, sub: int) -> list:
@@ -567,6 +578,46 @@ class _SubProgress:
     in_flight: int = 0
     pending: dict = field(default_factory=dict)  # first -> arrays computed ahead of the prefix
     shard_samples: list = field(default_factory=list)  # samples of each shard written or read
+    effects: list = field(default_factory=list)  # effect rows of the prefix (stop tolerance)
+    column: np.ndarray | None = None  # its effect column after the last shard
+    changes: list = field(default_factory=list)  # column change at each shard after the first
+    stable: bool = False  # the stop tolerance was met: no more shards
+
+
+#: Shards with data of a substation before its effect column may be called stable (the first
+#: change is measured at the second one).
+STOP_MIN_SHARDS = 2
+
+
+def effect_column(effects: np.ndarray) -> np.ndarray:
+    """The effect column the stop rule watches: median absolute effect of each variable (the
+    statistic the profiles method factorizes)."""
+    return np.median(np.abs(effects), axis=0) if len(effects) else np.zeros(effects.shape[1])
+
+
+def column_change(before: np.ndarray, after: np.ndarray) -> float:
+    """Relative change of an effect column: sum |after - before| / sum |after| (inf when the
+    column is 0)."""
+    total = float(np.abs(after).sum())
+    return float(np.abs(after - before).sum()) / total if total > 0 else np.inf
+
+
+def _observe(st: _SubProgress, data: dict, settings: CollectSettings):
+    """Account for one more shard of the written prefix in the stop rule (driver side: the
+    prefix is in episode order, so the decision does not depend on the workers)."""
+    if settings.stop_tolerance is None:
+        return
+    keep = ~np.asarray(data["terminal"], bool)
+    if not keep.any():  # an empty shard (a segment starting in a game over) says nothing
+        return
+    eff = data["next_state"][keep].astype(np.float64) - data[REFERENCE][keep]
+    st.effects.append(eff.astype(np.float32))
+    column = effect_column(np.concatenate(st.effects))
+    if st.column is not None:
+        st.changes.append(column_change(st.column, column))
+        if len(st.effects) >= STOP_MIN_SHARDS and st.changes[-1] < settings.stop_tolerance:
+            st.stable = True
+    st.column = column
 
 
 def _check_settings_file(folder: Path, settings: CollectSettings, resume: bool):
@@ -621,7 +672,11 @@ def collect(
     # resume: account for the shards already on disk, in order
     for s in subs:
         st = state[s]
-        while st.next_write < settings.n_episodes and st.samples_done < settings.n_samples:
+        while (
+            st.next_write < settings.n_episodes
+            and st.samples_done < settings.n_samples
+            and not st.stable
+        ):
             path = folder / shard_name(settings, s, st.next_write)
             if not path.is_file():
                 break
@@ -633,13 +688,18 @@ def collect(
                 )
             st.samples_done += len(data["action_raw"])
             st.shard_samples.append(len(data["action_raw"]))
+            _observe(st, data, settings)
             st.next_write += per
         st.next_first = st.next_write
 
     def needed(s, first):
         # shard `first` belongs to the dataset iff the shards before it fall short of the
-        # budget: decided on the written prefix only, so the same for any number of workers
-        return first < settings.n_episodes and state[s].samples_done < settings.n_samples
+        # budget (or its column is stable): decided on the written prefix only, so the same
+        # for any number of workers
+        st = state[s]
+        return (
+            first < settings.n_episodes and st.samples_done < settings.n_samples and not st.stable
+        )
 
     def expected(s):
         # samples a substation will have once its shards in flight are back (planning only)
@@ -675,6 +735,7 @@ def collect(
                             st.next_write, shard)  # fmt: skip
                 st.samples_done += len(shard["action_raw"])
                 st.shard_samples.append(len(shard["action_raw"]))
+                _observe(st, shard, settings)
             st.next_write += per
         pbar.update(min(st.samples_done, settings.n_samples) - before)
 

@@ -83,6 +83,9 @@ class PipelineConfig:
     n_clusters: int | None = None
     #: Random topologies simulated per visited state (None: DEFAULT_ACTIONS_PER_STATE).
     actions_per_state: int | None = None
+    #: Sensitivity mode: stop a substation once its effect column changes by less than this
+    #: (relative) between successive shards; None: collect the whole sample budget.
+    stop_tolerance: float | None = None
     #: Also run the method on data whose substation labels are shuffled (a control).
     shuffled_control: bool = True
     progress: bool = True
@@ -105,6 +108,8 @@ class PipelineConfig:
             raise UserError("--n-clusters must be at least 1")
         if self.actions_per_state is not None and self.actions_per_state < 1:
             raise UserError("--actions-per-state must be at least 1")
+        if self.stop_tolerance is not None and self.mode not in ("auto", "sensitivity"):
+            raise UserError("--stop-tolerance needs --mode sensitivity (effects of actions)")
         if self.actions_per_state not in (None, 1) and self.mode == "thesis":
             raise UserError("--actions-per-state needs --mode simulate or sensitivity")
         if self.n_samples is not None and self.n_samples < 1 or self.n_episodes < 1:
@@ -140,6 +145,8 @@ class PipelineConfig:
             self.method = "profiles" if self.mode == "sensitivity" else "spectral"
         if self.method == "profiles" and self.mode != "sensitivity":
             raise UserError("--method profiles needs --mode sensitivity (effects of actions)")
+        if self.stop_tolerance is not None and self.mode != "sensitivity":
+            raise UserError("--stop-tolerance needs --mode sensitivity (effects of actions)")
         self.n_samples = self.samples_for(self.mode)
         if self.actions_per_state is None:
             self.actions_per_state = DEFAULT_ACTIONS_PER_STATE[self.mode]
@@ -664,6 +671,7 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
         episodes_per_shard=None if cfg.mode == "sensitivity" else cfg.episodes_per_shard,
         action_set=action_set,
         actions_per_state=cfg.actions_per_state,
+        stop_tolerance=cfg.stop_tolerance,
     )
     with timer("collect"):
         data = collect(
@@ -686,6 +694,8 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
             "simulate_calls_per_s_per_worker": round(rate * per_sample, 1),
         }
     low = [s for s, n in counts.items() if n < min(cfg.min_samples, cfg.n_samples)]
+    if cfg.stop_tolerance is not None:  # fewer samples by design: the columns were stable
+        low = []
     for s in low:
         msg = (
             f"substation {s} has only {counts[s]} transitions (< {cfg.min_samples}): its MI column is "
@@ -840,6 +850,7 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
             "thermal_limit_scale": cfg.thermal_limit_scale,
             "actions_per_state": cfg.actions_per_state,
             "n_clusters": cfg.n_clusters,
+            **({} if cfg.stop_tolerance is None else {"stop_tolerance": cfg.stop_tolerance}),
             **(
                 {"action_set": {"source": str(cfg.action_set), **action_set.identity()}}
                 if action_set is not None
