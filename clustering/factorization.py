@@ -425,11 +425,14 @@ def _profile_labels(prof: np.ndarray, n: int):
     """Column labels (renumbered by first column) of average linkage on correlation distance
     cut at ``n`` clusters, and the merge heights."""
     from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
 
     if prof.shape[0] < 2:
         return np.zeros(prof.shape[0], np.int64), np.zeros(0)
-    # average linkage (UPGMA) on correlation distance: 1 - Pearson r of two profiles
-    z = linkage(prof, method="average", metric="correlation")
+    # average linkage (UPGMA) on correlation distance: 1 - Pearson r of two profiles; a flat
+    # profile (an input without visible effect in this data) correlates with nothing: 1
+    d = pdist(prof, metric="correlation")
+    z = linkage(np.where(np.isfinite(d), d, 1.0), method="average")
     lc = np.zeros(prof.shape[0], np.int64) if n == 1 else fcluster(z, n, criterion="maxclust") - 1
     # fcluster numbers clusters arbitrarily: renumber by smallest column (a stable layout)
     order = {c: i for i, c in enumerate(dict.fromkeys(lc.tolist()))}

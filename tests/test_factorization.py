@@ -277,6 +277,12 @@ def test_split_halves_reproduce_the_planted_number_and_nothing_in_shuffled_data(
     assert k0 == 1 and max(scores0.values()) < 0.8
     with pytest.raises(ValueError, match="halves"):
         reproducible_n_clusters([])
+    # an input without any effect in one half (a flat profile) correlates with nothing
+    a, b = halves[0]
+    a = a.copy()
+    a[:, 0] = 0.0
+    k1, _ = reproducible_n_clusters([(a, b)])
+    assert 1 <= k1 <= 8
 
 
 def test_rows_join_the_block_that_moves_them_most_on_average():
