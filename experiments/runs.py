@@ -20,6 +20,7 @@ from pathlib import Path
 
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.io import ensure_writable_dir, write_json, write_text
+from distributed_grid2op.pretrained import agent_dir
 
 EXPERIMENTS = ("synthetic", "factorization", "training")
 PROFILES = ("quick", "full")
@@ -96,6 +97,8 @@ SCHEMAS: dict[str, dict[str, tuple]] = {
         "train": (dict, True),
         "variant": (_TABLES, True),
         "evaluate": (_TABLES, True),
+        "pretrained": (list, False),
+        "smoke": (bool, False),
         "profile": (str, False),
     },
 }
@@ -118,7 +121,8 @@ def _type_name(expected) -> str:
         return "a non-empty array of tables ([[...]])"
     if expected == _NUMBER:
         return "a number"
-    return {int: "an integer", str: "a string", list: "a list", dict: "a table"}[expected]
+    return {int: "an integer", str: "a string", list: "a list", dict: "a table",
+            bool: "true or false"}[expected]  # fmt: skip
 
 
 def _check_keys(table: dict, schema: dict, where: str) -> None:
@@ -179,6 +183,8 @@ def validate_config(experiment: str, cfg: dict, source: str = "config") -> None:
             ScenariosConfig.from_mapping({"out": "scenarios", **cfg["scenarios"]}, where)
         if "seeds" in cfg and not all(_type_ok(s, int) for s in cfg["seeds"]):
             raise UserError(f"{source}: seeds must be a list of integers")
+        for name in cfg.get("pretrained", []):
+            agent_dir(str(name))  # an unknown name is an error before anything runs
         env = dict(cfg.get("env", {}))
         _names(cfg["variant"], f"{source} [[variant]]")
         for variant in cfg["variant"]:

@@ -116,14 +116,16 @@ def by_variant(summary: pd.DataFrame) -> list[dict]:
 
 
 def _evaluate(run: Run, env: dict, agents: list[Path], progress: bool) -> None:
-    """Each ``[[evaluate]]`` table: every agent and the baselines on the same episodes (on the
-    training env unless the table names another)."""
+    """Each ``[[evaluate]]`` table: every agent, the shipped agents the config names
+    (``pretrained = [...]``, run ``pretrained-<name>``) and the baselines on the same episodes
+    (on the training env unless the table names another)."""
+    agents = [*map(str, agents), *(f"pretrained:{n}" for n in run.cfg.get("pretrained", []))]
     for ev in run.cfg["evaluate"]:
         name = ev["name"]
         options = {**env, **{k: v for k, v in ev.items() if k not in ("name", "description")}}
         out = run.root / "evaluation" / name
         config = EvaluateConfig.from_mapping(
-            {**options, "agents": [str(a) for a in agents], "seed": run.cfg["seed"],
+            {**options, "agents": agents, "seed": run.cfg["seed"],
              "out": str(out), "progress": progress},
             source=f"{run.cfg.get('_source', 'config')} [[evaluate]] {name}",
         )  # fmt: skip
@@ -158,8 +160,23 @@ def _evaluate(run: Run, env: dict, agents: list[Path], progress: bool) -> None:
         run.section(f"Held-out evaluation: {name}", text, [figure])
 
 
+SMOKE = (
+    "The agents trained here ({names}) are a **smoke run** of the training machinery (minutes "
+    "of training on a few short scenarios), not agents to judge. {shipped}"
+)
+
+
 def run(run: Run, progress: bool = True) -> None:
-    """Generate scenarios (if configured), train every variant and seed, evaluate them all."""
+    """Generate scenarios (if configured), train every variant and seed, evaluate them all.
+
+    A config with ``smoke = true`` says so first, in the report and on the console."""
+    if run.cfg.get("smoke"):
+        names = ", ".join(f"`{v['name']}-s*`" for v in run.cfg["variant"])
+        shipped = ", ".join(f"`pretrained-{n}`" for n in run.cfg.get("pretrained", []))
+        text = SMOKE.format(names=names, shipped=f"Trained agents shipped with the package, "
+                            f"evaluated beside them: {shipped}." if shipped else "")  # fmt: skip
+        run.section("Smoke run", text)
+        print(f"   smoke run: {text.replace('**', '')}", flush=True)
     generated = _scenarios(run, progress)
     env = dict(run.cfg["env"])
     if generated:

@@ -103,9 +103,11 @@ def test_quick_profile_end_to_end(experiment, tmp_path):
         assert all(r["seeds"] == [90566, 90567] for r in results["training"].values())
         runs = {e: {r["run"] for r in rows} for e, rows in results["evaluation"].items()}
         agents = {f"{v}-s{s}" for v in ("distributed", "centralized") for s in (90566, 90567)}
+        agents |= {"pretrained-case14"}  # the shipped agent, beside the smoke-run ones
         checked = {f"{a}-top{k}" for a in agents for k in (0, 3)}
         assert runs["bundled"] == checked | {"do-nothing", "reconnect", "expert"}
         assert runs["generated-test"] == agents | {"do-nothing"}
+        assert text.index("## Smoke run") < text.index("## Training scenarios")
         assert (report.parent / "scenarios" / "splits.json").is_file()
         assert "![learning_curves](learning_curves.png)" in text
 
