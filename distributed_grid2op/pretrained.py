@@ -5,7 +5,8 @@
 comes from (grid and env, thermal limit scale, action sets, training command, config and seed,
 git commit of the training code) and what it measured (its evaluation against the baselines).
 Evaluation reads it through the same path as any trained agent's folder
-(`agents.hierarchical.read_agent_files`); this module only maps a name to that folder.
+(`agents.hierarchical.read_agent_files`): `checkpoints.find_agent` maps ``pretrained:NAME``
+to the folder (the name helpers live there, re-exported here).
 
     python -m distributed_grid2op.evaluate --agents pretrained:case14 \\
         --env l2rpn_case14_sandbox --thermal-limit-scale 0.85
@@ -17,41 +18,16 @@ Evaluation reads it through the same path as any trained agent's folder
 from __future__ import annotations
 
 import json
-from importlib import resources
-from pathlib import Path
 
-from distributed_grid2op.errors import UserError
+from distributed_grid2op.checkpoints import PRETRAINED_INFO as INFO_FILE
+from distributed_grid2op.checkpoints import PRETRAINED_PREFIX as PREFIX
+from distributed_grid2op.checkpoints import pretrained_dir as agent_dir
+from distributed_grid2op.checkpoints import pretrained_names as available
+from distributed_grid2op.checkpoints import pretrained_root as root
+from distributed_grid2op.checkpoints import resolve_pretrained as resolve
 
-PREFIX = "pretrained:"
-INFO_FILE = "pretrained.json"
-
-
-def root() -> Path:
-    """The folder holding one sub-folder per shipped agent."""
-    return Path(str(resources.files("distributed_grid2op").joinpath("data/pretrained")))
-
-
-def available() -> list[str]:
-    """Names of the shipped agents, sorted."""
-    folder = root()
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if (p / INFO_FILE).is_file())
-
-
-def agent_dir(name: str) -> Path:
-    """The agent folder of the shipped agent ``name``; `UserError` naming the available ones."""
-    if name not in available():
-        raise UserError(
-            f"unknown pretrained agent {name!r}; available: {', '.join(available()) or 'none'}"
-        )
-    return root() / name
-
-
-def resolve(source: str | Path) -> str | Path:
-    """``pretrained:NAME`` -> the shipped agent's folder; anything else unchanged."""
-    text = str(source)
-    return agent_dir(text[len(PREFIX) :]) if text.startswith(PREFIX) else source
+__all__ = ["INFO_FILE", "PREFIX", "agent_dir", "available", "info", "load", "make_env", "resolve",
+           "root"]  # fmt: skip
 
 
 def info(name: str) -> dict:
