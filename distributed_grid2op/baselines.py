@@ -24,7 +24,14 @@ from distributed_grid2op import grid
 from distributed_grid2op.action_sets import check_enumerable
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.grid import controllable_substations, unitary_topologies
-from distributed_grid2op.loop import DEFAULT_DANGER, Controller, Decision, LoopAgent, Turn
+from distributed_grid2op.loop import (
+    DEFAULT_DANGER,
+    DEFAULT_RECONNECT,
+    Controller,
+    Decision,
+    LoopAgent,
+    Turn,
+)
 from distributed_grid2op.scoring import best_index, score_actions, simulated_max_rho
 
 BASELINES = ("do-nothing", "reconnect", "expert")
@@ -51,7 +58,7 @@ class Reconnect(LoopAgent):
 
     name = "reconnect"
 
-    def __init__(self, action_space, env=None, reconnect: str = "safe"):
+    def __init__(self, action_space, env=None, reconnect: str = DEFAULT_RECONNECT):
         env = env if env is not None else _SpaceOnly(action_space)
         super().__init__(action_space, Controller(env, danger=np.inf, reconnect=reconnect))
 
@@ -97,7 +104,7 @@ class GreedyExpert(LoopAgent):
         *,
         action_file=None,
         budget: int | None = None,
-        reconnect: str = "safe",
+        reconnect: str = DEFAULT_RECONNECT,
         revert: float | None = REVERT,
     ):
         controller = Controller(env, danger=danger, reconnect=reconnect, revert=revert)
@@ -160,7 +167,7 @@ def make_baseline(
     env,
     *,
     danger: float = DANGER,
-    reconnect: str = "safe",
+    reconnect: str = DEFAULT_RECONNECT,
     action_file=None,
     budget: int | None = None,
     revert: float | None = REVERT,

@@ -68,7 +68,7 @@ from distributed_grid2op.envs import EnvSpec, env_metadata, quiet_grid2op
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.execution import LOCAL, Executor, default_workers
 from distributed_grid2op.io import atomic_path, ensure_writable_dir, write_json
-from distributed_grid2op.loop import DecisionLoop, Step, play
+from distributed_grid2op.loop import DEFAULT_RECONNECT, RECONNECT_RULES, DecisionLoop, Step, play
 from distributed_grid2op.seeding import child_seeds
 from distributed_grid2op.splits import SPLITS, scenario_names, split_scenarios
 
@@ -237,7 +237,7 @@ def make_agent(run: RunSpec, env, rules: Rules | float | None = None, files: dic
             run.source,
             env,
             danger=DANGER if rules.danger is None else rules.danger,
-            reconnect=rules.reconnect or "safe",
+            reconnect=rules.reconnect or DEFAULT_RECONNECT,
             action_file=action_file,
             budget=rules.expert_budget,
             revert=rules.expert_revert,
@@ -631,7 +631,7 @@ def evaluate(
 
     ``danger``: the threshold of every run (None: ``DANGER`` for baselines, each trained
     agent's own); the summaries count danger steps at it (``DANGER`` if None).
-    ``reconnect``: the reconnection rule of every run (None: ``"safe"`` for baselines, each
+    ``reconnect``: the reconnection rule of every run (None: ``DEFAULT_RECONNECT`` for baselines, each
     agent's own). ``action_set``: a reduced ``actions.json`` for the expert;
     ``expert_budget``: its simulations per decision (None: every candidate);
     ``expert_revert``: its revert level (`baselines.GreedyExpert`; None: never). ``workers``
@@ -790,9 +790,11 @@ class EvaluateConfig(Config):
     top_k: list | None = option(None, "comma-separated K values: each agent also runs with a "
                                 "simulation check of its K most probable actions (0 = the "
                                 "policy alone; default: as saved)", parse=top_k_list)  # fmt: skip
-    reconnect: str | None = option(None, "reconnection rule of every run: safe, first or none "
-                                   "(default: safe for baselines, trained agents their own)",
-                                   choices=("safe", "first", "none"))  # fmt: skip
+    reconnect: str | None = option(None, "reconnection rule of every run: hold (safe, lines "
+                                   "that tripped on overload left out), safe (simulated "
+                                   "first), first or none (default: hold for baselines, "
+                                   "trained agents their own)",
+                                   choices=RECONNECT_RULES)  # fmt: skip
     action_set: str | None = option(None, "a reduced action set (actions.json) for the expert")
     expert_budget: int | None = option(None, "the expert's simulations per decision, nearest "
                                        "the overloads first (default: every candidate)",

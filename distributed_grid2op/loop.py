@@ -2,14 +2,17 @@
 
 Per grid step the `Controller` (the hierarchical rules) says what happens:
 
-1. reconnect a disconnected line when legal (a `Rule` step): with ``reconnect="safe"`` (the
-   default) only if its simulation does not make the max loading worse than doing nothing
-   (or keeps it below the danger threshold), the best such line when several are
-   reconnectable (`grid.safe_reconnect_action`); ``"first"``: the first legal one blindly;
-   ``"none"``: never. A reconnection that did not take (the line is still out at the next
-   step: an opponent holding it down, a protection) is not retried for ``RETRY_WAIT`` steps,
-   then twice as long after each new failure, so that a held-down line costs neither
-   simulations nor decisions every step;
+1. reconnect a disconnected line when legal (a `Rule` step): with ``reconnect="safe"`` only
+   if its simulation does not make the max loading worse than doing nothing (or keeps it
+   below the danger threshold), the best such line when several are reconnectable
+   (`grid.safe_reconnect_action`); ``"hold"`` (the default of baselines): the same, but a line
+   that tripped on overload (in service with rho >= 1 at the previous step, out now) is left
+   out as do-nothing leaves it (for ``TRIP_HOLD`` steps; the rest of the episode by default),
+   so only lines taken by the opponent or by maintenance are brought back; ``"first"``: the
+   first legal one blindly; ``"none"``: never. A reconnection that did not take (the line is
+   still out at the next step: an opponent holding it down, a protection) is not retried for
+   ``RETRY_WAIT`` steps, then twice as long after each new failure, so that a held-down line
+   costs neither simulations nor decisions every step;
 2. with ``revert`` set, while max rho is below that level, bring a split substation back to
    its reference topology (every element on bus 1) when its simulation keeps max rho below
    the level (a `Rule` step, ``agent="revert"``; the lowest simulated max rho first), so that
@@ -46,9 +49,14 @@ from distributed_grid2op import grid
 from distributed_grid2op.errors import UserError
 
 DEFAULT_DANGER = 0.9
-RECONNECT_RULES = ("safe", "first", "none")
+RECONNECT_RULES = ("hold", "safe", "first", "none")
+#: the reconnection rule of baselines and new agents
+DEFAULT_RECONNECT = "hold"
 #: steps before a reconnection that did not take is tried again (doubling after each failure)
 RETRY_WAIT = 12
+#: the ``"hold"`` rule keeps a line that tripped on overload out for this many steps (None:
+#: for the rest of the episode)
+TRIP_HOLD: int | None = None
 #: ``reset(options=...)`` keys passed on to grid2op (others, e.g. from generic tests, are ignored)
 GRID2OP_RESET_KEYS = ("time serie id", "init ts", "max step", "init datetime", "init state")
 
@@ -121,9 +129,10 @@ class Controller:
             no picker, a decision is a `Turn` for the whole grid.
         danger: a decision is due when max rho >= this (``inf``: never).
         rank_by: picker ranking, ``"max"`` or ``"mean"``.
-        reconnect: the reconnection rule: ``"safe"`` (simulated first), ``"first"`` (the first
-            legally reconnectable line, unchecked: the rule before safe reconnection) or
-            ``"none"``; ``True``/``False`` mean ``"first"``/``"none"``.
+        reconnect: the reconnection rule: ``"hold"`` (simulated first, lines that tripped on
+            overload left out), ``"safe"`` (simulated first), ``"first"`` (the first legally
+            reconnectable line, unchecked: the rule before safe reconnection) or ``"none"``;
+            ``True``/``False`` mean ``"first"``/``"none"``.
         safe_level: safe reconnection accepts a line whose simulated max rho stays below this
             (or is no worse than doing nothing).
         revert: the max rho below which split substations are brought back to their reference
@@ -166,10 +175,12 @@ class Controller:
         self.queue: list[int] = []
         self._tried: tuple[int, int] | None = None  # (line, step) of the last reconnection
         self._retry: dict[int, tuple[int, int]] = {}  # line -> (retry at step, wait)
+        self._tripped: dict[int, int] = {}  # line -> step it tripped on overload
+        self._last: tuple[int, np.ndarray, np.ndarray] | None = None  # step, status, rho
 
     def reset(self) -> None:
         self.queue = []
-        self._tried, self._retry = None, {}
+        self._tried, self._retry, self._tripped, self._last = None, {}, {}, None
 
     def decide(self, obs) -> Rule | Turn:
         """A `Rule` step (reconnection, do-nothing) or the `Turn` of a decision."""
@@ -208,6 +219,8 @@ class Controller:
             elif step == at + 1:
                 self._retry.pop(line, None)
         held = [line for line, (when, _) in self._retry.items() if step < when]
+        if self.reconnect == "hold":
+            held += self._overload_trips(obs, step)
         if self.reconnect == "first":
             action = grid.reconnect_action(self.env.action_space, obs, exclude=held)
         else:
@@ -219,6 +232,17 @@ class Controller:
         line = int(np.flatnonzero(np.asarray(action.line_set_status) == 1)[0])
         self._tried = (line, step)
         return Rule(action, Decision("reconnect", action_id=line))
+
+    def _overload_trips(self, obs, step: int) -> list[int]:
+        """Lines that tripped on overload and are still held out (``"hold"`` rule): in service
+        with rho >= 1 at the previous step and out now; held for `TRIP_HOLD` steps."""
+        status, rho = np.asarray(obs.line_status, dtype=bool), np.asarray(obs.rho, dtype=float)
+        if self._last is not None and self._last[0] == step - 1:
+            tripped = np.flatnonzero(self._last[1] & ~status & (self._last[2] >= 1.0))
+            self._tripped.update({int(line): step for line in tripped})
+        self._last = (step, status.copy(), rho.copy())
+        return [line for line, at in self._tripped.items()
+                if not status[line] and (TRIP_HOLD is None or step - at < TRIP_HOLD)]  # fmt: skip
 
 
 @dataclass

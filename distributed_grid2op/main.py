@@ -28,6 +28,7 @@ from distributed_grid2op.envs import EnvSpec
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.execution import Executor
 from distributed_grid2op.io import ensure_writable_dir
+from distributed_grid2op.loop import DEFAULT_RECONNECT, RECONNECT_RULES
 from distributed_grid2op.training import Trainer
 
 PROG = "python -m distributed_grid2op.main"
@@ -124,9 +125,10 @@ class TrainConfig(Config):
     )
     danger: float = option(0.9, "act when max rho >= this", parse=cli.danger_threshold)
     rank_by: str = option("max", "substation picker ranking", choices=("max", "mean"))
-    reconnect: str = option("safe", "line reconnection rule: safe (simulated first), first "
+    reconnect: str = option(DEFAULT_RECONNECT, "line reconnection rule: hold (safe, lines that "
+                            "tripped on overload left out), safe (simulated first), first "
                             "(the first legal line, unchecked) or none",
-                            choices=("safe", "first", "none"))  # fmt: skip
+                            choices=RECONNECT_RULES)  # fmt: skip
     top_k: int = option(0, "at evaluation, simulate the K most probable actions and keep the "
                         "safest (0: the policy alone)", parse=cli.non_negative_int)  # fmt: skip
     action_set: str | None = option(None, "a reduced action set (actions.json of "

@@ -57,7 +57,14 @@ from distributed_grid2op.continuous import (
 )
 from distributed_grid2op.cost import redispatch_prices
 from distributed_grid2op.errors import UserError
-from distributed_grid2op.loop import DEFAULT_DANGER, Controller, Decision, LoopAgent, Turn
+from distributed_grid2op.loop import (
+    DEFAULT_DANGER,
+    DEFAULT_RECONNECT,
+    Controller,
+    Decision,
+    LoopAgent,
+    Turn,
+)
 
 #: set-point changes smaller than this (MW, or curtailment limit) are not sent to grid2op
 _NEGLIGIBLE = 1e-3
@@ -199,7 +206,7 @@ class OPFExpert(LoopAgent):
         storage_price: float = 1.0,
         overload_price: float = 1e4,
         forecast: bool = True,
-        reconnect: str = "safe",
+        reconnect: str = DEFAULT_RECONNECT,
     ):
         super().__init__(action_space, Controller(env, danger=danger, reconnect=reconnect))
         if not 0 < rho_max:

@@ -267,6 +267,35 @@ def test_a_reconnection_that_does_not_take_is_retried_later_not_every_step(case1
     assert rules.decide(_Obs(14 + 3 * RETRY_WAIT, out=[3])).decision.action_id == 3
 
 
+class _SimObs(_Obs):
+    """An observation whose every simulation comes out at max rho 0.5 (any line is safe)."""
+
+    def __init__(self, step, out=(), rho=None):
+        super().__init__(step, out)
+        if rho is not None:
+            self.rho = np.asarray(rho, dtype=float)
+
+    def simulate(self, action):
+        return _Obs(self.current_step + 1), 0.0, False, {}
+
+
+def test_hold_leaves_a_line_that_tripped_on_overload_out(case14_env):
+    from distributed_grid2op.loop import Controller
+
+    hot = np.full(20, 0.5)
+    hot[3] = 1.05  # line 3 overloaded; line 5 is not when both go out
+    for rule, expected in (("safe", 3), ("hold", 5)):
+        rules = Controller(case14_env, danger=np.inf, reconnect=rule)
+        assert rules.decide(_SimObs(10, rho=hot)).decision.agent == ""
+        # at step 11 both lines are out: 3 tripped on overload, 5 was taken (opponent)
+        assert rules.decide(_SimObs(11, out=[3, 5])).decision.action_id == expected
+        if rule == "hold":  # line 3 stays out for the rest of the episode ...
+            for step in range(12, 12 + 300):
+                assert rules.decide(_SimObs(step, out=[3])).decision.agent == ""
+            rules.reset()  # ... not beyond it
+            assert rules.decide(_SimObs(0, out=[3])).decision.action_id == 3
+
+
 def test_revert_brings_a_split_substation_back_when_safe(case14_env):
     from distributed_grid2op.loop import Controller
 

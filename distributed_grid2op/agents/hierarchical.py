@@ -39,7 +39,14 @@ from distributed_grid2op.envs import env_metadata
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.factorization_file import load_factorization, parse_factorization
 from distributed_grid2op.io import write_bytes, write_json
-from distributed_grid2op.loop import DEFAULT_DANGER, Controller, Decision, LoopAgent, Turn
+from distributed_grid2op.loop import (
+    DEFAULT_DANGER,
+    DEFAULT_RECONNECT,
+    Controller,
+    Decision,
+    LoopAgent,
+    Turn,
+)
 from distributed_grid2op.scoring import TIE, best_index, score_actions
 from distributed_grid2op.seeding import child_seeds
 
@@ -126,7 +133,7 @@ class HierarchicalAgent(LoopAgent):
             (`scoring`). 0 (default): the pure learned policy. Off in training.
         spec: the `EnvSpec` the env was made from (recorded in the metadata).
         action_file: a reduced action set (``actions.json``) for the clusters.
-        reconnect: the reconnection rule (`loop.Controller`: ``"safe"``, ``"first"``, ``"none"``).
+        reconnect: the reconnection rule (`loop.RECONNECT_RULES`, see `loop.Controller`).
         actions: what the agent controls (`ACTION_KINDS`; None: `default_actions`).
         unit_learner: registry key of the continuous agents' learner (a box learner).
         unit_config: its hyper-parameters (default: its defaults).
@@ -152,7 +159,7 @@ class HierarchicalAgent(LoopAgent):
         top_k: int = 0,
         spec=None,
         action_file=None,
-        reconnect: str = "safe",
+        reconnect: str = DEFAULT_RECONNECT,
         actions=None,
         unit_learner: str = "sac",
         unit_config=None,
