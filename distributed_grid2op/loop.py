@@ -5,7 +5,7 @@ Per grid step the `Controller` (the hierarchical rules) says what happens:
 1. reconnect a disconnected line when legal (a `Rule` step): with ``reconnect="safe"`` only
    if its simulation does not make the max loading worse than doing nothing (or keeps it
    below the danger threshold), the best such line when several are reconnectable
-   (`grid.safe_reconnect_action`); ``"hold"`` (the default of baselines): the same, but a line
+   (`grid.safe_reconnect_action`); ``"hold"`` (`DEFAULT_RECONNECT`): the same, but a line
    that tripped on overload (in service with rho >= 1 at the previous step, out now) is left
    out as do-nothing leaves it (for ``TRIP_HOLD`` steps; the rest of the episode by default),
    so only lines taken by the opponent or by maintenance are brought back; ``"first"``: the
