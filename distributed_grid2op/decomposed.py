@@ -14,7 +14,10 @@ The decision rules (reconnect, do nothing while safe, the CAPA picker) and the l
 runs them are `distributed_grid2op.loop`'s; `DecomposedAECEnv` wraps that loop as a
 PettingZoo AEC env (acting agent = owner of the picked substation; safe steps pass and
 their rewards accumulate) and `CentralizedGymEnv` as the gymnasium single-agent view of a
-one-cluster decomposition.
+one-cluster decomposition. The continuous agents act at every grid step:
+`DecomposedParallelEnv` is their PettingZoo parallel env (one agent per cluster that owns
+units, the rules and an optional topology policy playing the rest of each step) and
+`UnitsGymEnv` the gymnasium view of a one-cluster decomposition's continuous agent.
 """
 
 from __future__ import annotations
@@ -24,13 +27,20 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from pettingzoo import AECEnv
+from pettingzoo import AECEnv, ParallelEnv
 
-from distributed_grid2op import grid
+from distributed_grid2op import cost, grid
 from distributed_grid2op.action_sets import TopologyActionSet
-from distributed_grid2op.continuous import ContinuousActionSet
+from distributed_grid2op.continuous import ContinuousActionSet, joint_action
 from distributed_grid2op.errors import UserError
-from distributed_grid2op.loop import DEFAULT_DANGER, Controller, Decision, DecisionLoop
+from distributed_grid2op.loop import (
+    DEFAULT_DANGER,
+    DEFAULT_RECONNECT,
+    Controller,
+    Decision,
+    DecisionLoop,
+    Turn,
+)
 
 #: attributes of the observation the thesis kept (everything else is masked out)
 THESIS_ATTRS = (
@@ -287,20 +297,24 @@ class Decomposition:
 class _Episodes:
     """The decision loop of a decomposition, with the scenario draw of the env views."""
 
-    def __init__(self, env, decomposition, *, danger=DEFAULT_DANGER, rank_by="max", scenarios=None):
-        controller = Controller(env, decomposition.owner, danger=danger, rank_by=rank_by)
+    def __init__(self, env, decomposition, *, danger=DEFAULT_DANGER, rank_by="max", scenarios=None,
+                 reconnect: str = DEFAULT_RECONNECT):  # fmt: skip
+        controller = Controller(env, decomposition.owner, danger=danger, rank_by=rank_by,
+                                reconnect=reconnect)  # fmt: skip
         self.loop = DecisionLoop(env, controller)
         self.scenarios = list(scenarios) if scenarios is not None else None
         self.rng = np.random.default_rng(0)
 
-    def reset(self, seed=None, options=None) -> float:
+    def reset(self, seed=None, options=None, *, advance: bool = True) -> float:
+        """Reset the env (scenario drawn from ``scenarios`` with the seeded generator); with
+        ``advance``, play rule steps up to the first turn and return their summed reward."""
         if seed is not None:
             self.rng = np.random.default_rng(seed)
         opts = dict(options or {})
         if self.scenarios is not None and "time serie id" not in opts:
             opts["time serie id"] = int(self.rng.choice(self.scenarios))
         self.loop.reset(seed=seed, options=opts)
-        return self.loop.advance()
+        return self.loop.advance() if advance else 0.0
 
     def act(self, cluster: ClusterView, index: int) -> float:
         """Play action ``index`` of ``cluster`` at the pending turn, then run to the next one."""
@@ -311,7 +325,26 @@ class _Episodes:
         return reward + self.loop.advance()
 
 
-class DecomposedAECEnv(AECEnv):
+class _AgentSpaces:
+    """Per-agent spaces and the no-op render / close of the PettingZoo views."""
+
+    _obs_spaces: dict
+    _act_spaces: dict
+
+    def observation_space(self, agent):
+        return self._obs_spaces[agent]
+
+    def action_space(self, agent):
+        return self._act_spaces[agent]
+
+    def render(self):
+        return None
+
+    def close(self):
+        pass
+
+
+class DecomposedAECEnv(_AgentSpaces, AECEnv):
     """PettingZoo AEC env: one agent per cluster; the acting agent is the picked one's owner.
 
     Observations are ``{"observation": float32 features, "action_mask": int8 mask}``; the
@@ -348,12 +381,6 @@ class DecomposedAECEnv(AECEnv):
         self._act_spaces = {c.name: spaces.Discrete(c.n_actions) for c in decomposition.clusters}
         self.render_mode = None
         self.agents = []
-
-    def observation_space(self, agent):
-        return self._obs_spaces[agent]
-
-    def action_space(self, agent):
-        return self._act_spaces[agent]
 
     def observe(self, agent):
         i = self._index[agent]
@@ -399,12 +426,6 @@ class DecomposedAECEnv(AECEnv):
         cluster = self.dec.clusters[self.loop.pending.cluster]
         reward = self.episodes.act(cluster, 0 if action is None else int(action))
         self._after_advance(reward)
-
-    def render(self):
-        return None
-
-    def close(self):
-        pass
 
 
 def make_gym_env(env, decomposition: Decomposition, **kwargs):
@@ -464,3 +485,129 @@ class CentralizedGymEnv(gym.Env):
         reward = self.episodes.act(self.cluster, int(action))
         obs, info = self._obs()
         return obs, reward, self.loop.terminated, self.loop.truncated, info
+
+
+class DecomposedParallelEnv(_AgentSpaces, ParallelEnv):
+    """PettingZoo parallel env of the continuous agents: one agent per cluster owning units
+    (`Decomposition.unit_clusters`), all acting at every grid step.
+
+    An agent's action is a vector in [-1, 1]^d of its box set (`ClusterView.units`); the
+    agents' vectors are translated together (`continuous.joint_action`), so any action in
+    the spaces is legal. Its observation is `ClusterView.unit_features`. The rest of the step
+    is the rules' (`loop.Controller`: reconnection, do nothing while safe); at a danger turn
+    ``topology(obs, turn) -> grid2op action`` decides (None: do-nothing), e.g. a trained
+    agent's topology learners. Every agent gets the step's `cost.transition_reward`
+    (``-sum_k weight_k * term_k``; ``-game_over_cost`` for the step that ends in a game over).
+    ``infos[agent]`` carry the step's ``"decision"`` (``""``, ``"reconnect"`` or the topology
+    policy's), ``"costs"`` (`cost.step_costs`) and ``"illegal"`` (grid2op refused the action).
+    """
+
+    metadata = {"render_modes": [], "name": "decomposed_units_v0"}
+
+    def __init__(
+        self,
+        env,
+        decomposition: Decomposition,
+        *,
+        danger: float = DEFAULT_DANGER,
+        rank_by: str = "max",
+        reconnect: str = DEFAULT_RECONNECT,
+        scenarios=None,
+        topology=None,
+        cost_weights: dict[str, float] | None = None,
+        game_over_cost: float = cost.GAME_OVER_COST,
+    ):
+        if not decomposition.unit_clusters:
+            raise UserError(
+                "no cluster has a continuous agent: make the Decomposition with "
+                "continuous=('redispatch', 'curtailment', 'storage') or a subset"
+            )
+        self.episodes = _Episodes(env, decomposition, danger=danger, rank_by=rank_by,
+                                  scenarios=scenarios, reconnect=reconnect)  # fmt: skip
+        self.loop, self.dec, self.topology = self.episodes.loop, decomposition, topology
+        self.weights = cost.cost_weights(cost_weights)
+        self.game_over_cost = float(game_over_cost)
+        self.units = [decomposition.clusters[i] for i in decomposition.unit_clusters]
+        self.possible_agents = [c.name for c in self.units]
+        self._obs_spaces = {
+            c.name: spaces.Box(-np.inf, np.inf, (c.n_unit_features,), np.float32)
+            for c in self.units
+        }
+        self._act_spaces = {c.name: c.units.space for c in self.units}
+        self.render_mode = None
+        self.agents = []
+
+    def _observations(self) -> dict:
+        obs = self.loop.obs
+        vect = obs.to_vect()
+        return {c.name: c.unit_features(vect, obs) for c in self.units}
+
+    def reset(self, seed=None, options=None):
+        self.agents = list(self.possible_agents)
+        self.episodes.reset(seed=seed, options=options, advance=False)
+        return self._observations(), {a: {} for a in self.agents}
+
+    def step(self, actions: dict):
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise UserError(f"every continuous agent acts at every step; missing {missing}")
+        before = self.loop.obs
+        choices = [actions[c.name] for c in self.units]
+        action = joint_action([c.units for c in self.units], choices, before)
+        what = self.loop.controller.decide(before)
+        if isinstance(what, Turn):
+            topo = (
+                self.loop.env.action_space()
+                if self.topology is None
+                else self.topology(before, what)
+            )
+            decision = Decision("topology" if self.topology is not None else "", -1,
+                                what.substation, what.cluster)  # fmt: skip
+        else:
+            topo, decision = what.action, what.decision
+        self.loop.step(topo + action, decision, units={"actions": choices})
+        after, done = self.loop.obs, self.loop.done
+        reward = cost.transition_reward(before, after, self.loop.terminated, self.weights,
+                                        self.game_over_cost)  # fmt: skip
+        info = {"decision": decision.agent, "costs": cost.step_costs(before, after),
+                "illegal": bool(self.loop.info.get("is_illegal", False))}  # fmt: skip
+        agents = self.agents
+        out = (
+            self._observations(),
+            {a: reward for a in agents},
+            {a: self.loop.terminated for a in agents},
+            {a: self.loop.truncated for a in agents},
+            {a: dict(info) for a in agents},
+        )
+        if done:
+            self.agents = []
+        return out
+
+
+class UnitsGymEnv(gym.Env):
+    """gymnasium view of the continuous agent of a one-cluster decomposition (the
+    centralised continuous case): `DecomposedParallelEnv` with its single agent. Takes the
+    same arguments."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, env, decomposition: Decomposition, **kwargs):
+        if len(decomposition.clusters) != 1:
+            raise UserError(
+                f"the gymnasium view needs one cluster, got {len(decomposition.clusters)}; "
+                "use factorization.centralized()"
+            )
+        self.parallel = DecomposedParallelEnv(env, decomposition, **kwargs)
+        self.agent = self.parallel.possible_agents[0]
+        self.observation_space = self.parallel.observation_space(self.agent)
+        self.action_space = self.parallel.action_space(self.agent)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        obs, infos = self.parallel.reset(seed=seed, options=options)
+        return obs[self.agent], infos[self.agent]
+
+    def step(self, action):
+        obs, rew, term, trunc, info = self.parallel.step({self.agent: action})
+        a = self.agent
+        return obs[a], rew[a], term[a], trunc[a], info[a]

@@ -313,8 +313,18 @@ class DecisionLoop:
         self.pending = None
         return self._step(action, decision)
 
-    def _step(self, action, decision: Decision) -> float:
-        before, units = self.obs, None
+    def step(self, action, decision: Decision | None = None, units=None) -> float:
+        """Play one grid step with ``action`` whether or not a turn is pending (the views of
+        the continuous agents act at every step, the rules deciding the rest); its reward.
+        ``units`` is handed to the observer (`Step.units`)."""
+        if self.done:
+            raise RuntimeError("the episode is over")
+        self._t0 = time.perf_counter()
+        self.pending = None
+        return self._step(action, decision or Decision(), units)
+
+    def _step(self, action, decision: Decision, units=None) -> float:
+        before = self.obs
         if self.every_step is not None:
             extra, units = self.every_step(before)
             action = action + extra
