@@ -9,6 +9,14 @@ substation, 8 random topologies simulated per visited state next to a do-nothing
 and the ``profiles`` method (average-linkage clustering of each substation's log effect profile over the
 lines). ``--thesis`` reproduces the thesis route: a single shuffle and quantile + connected
 components.
+
+Continuous control: ``--actions topology,redispatch,curtailment,storage`` (any subset the env
+supports) also collects one column per dispatchable generator, renewable generator and
+storage unit (its applied redispatch, curtailment or storage power), and
+``factorization.json`` (format 2) then gives every cluster its generators and storage units.
+Default: topology alone when the env has set-bus actions (the outputs of topology runs are
+unchanged), else every continuous kind it supports (lines, substations and units are then
+clustered jointly).
 """
 
 from __future__ import annotations
@@ -47,6 +55,12 @@ def _k(text: str):
     if 0 < value < 1:
         return value
     raise argparse.ArgumentTypeError(f"must be an integer >= 1 or a fraction in (0, 1), got {text}")
+
+
+def _actions(text) -> tuple[str, ...]:
+    """``topology,redispatch`` -> a tuple of names (checked by `PipelineConfig.validate`)."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    return tuple(dict.fromkeys(str(t).strip() for t in items if str(t).strip()))
 
 
 def _quantile(text: str) -> float:
@@ -90,6 +104,10 @@ class FactorizeConfig(Config):
                                           "(relative) between successive shards (default: off, "
                                           "collect --samples)",
                                           parse=positive_float)  # fmt: skip
+    actions: tuple | None = option(None, "what the explorative policy acts on, comma-separated: "
+                                   "topology, redispatch, curtailment, storage (default: "
+                                   "topology when the env has set-bus actions, else the "
+                                   "continuous kinds it supports)", parse=_actions)  # fmt: skip
     quick: bool = option(False, "small settings for a fast look (100 episodes, 2000 samples, "
                          "1 shuffle)")  # fmt: skip
     resume: bool = option(False, "continue a collection already in --out", results=False)
@@ -134,6 +152,7 @@ class FactorizeConfig(Config):
                             ("n_clusters", self.n_clusters),
                             ("actions_per_state", self.actions_per_state),
                             ("stop_tolerance", self.stop_tolerance),
+                            ("actions", self.actions),
                             ("max_steps", self.max_steps),
                             ("action_set", None if self.action_set is None else Path(self.action_set))):  # fmt: skip
             if value is not None:
@@ -178,7 +197,13 @@ def main(argv=None) -> int:
     with executor_from_args(args) as executor:
         summary = factorize(config, executor=executor)
     sizes = ", ".join(
-        f"{len(c['substations'])} subs/{len(c['lines'])} lines" for c in summary["clusters"]
+        f"{len(c['substations'])} subs/{len(c['lines'])} lines"
+        + (
+            f"/{len(c['generators'])} gens/{len(c['storages'])} storages"
+            if "generators" in c
+            else ""
+        )  # fmt: skip
+        for c in summary["clusters"]
     )
     agree = summary["agreement"]
     extra = (

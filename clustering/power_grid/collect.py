@@ -36,6 +36,20 @@ and ``action_raw`` is the index among them (file order); only substations with a
 file are collected (the pipeline assigns the others like uncontrollable ones). The set's
 content digest and scoring enter the fingerprint, so a resume with another set is refused.
 
+Unit columns (continuous control, `CollectSettings.units`): a column per controllable unit,
+named ``redispatch:<gen>``, ``curtailment:<gen>`` or ``storage:<unit>`` (`unit_key`). Its
+episodes are those of a substation (same modes, seeds from ``(seed, kind, unit, episode)``,
+own shards ``<mode>-<kind><id>-ep...``), but the explorative policy sets that one unit at
+every step to a uniformly random value of its legal range for the current observation: a
+redispatch of the generator within its ramps (`continuous.redispatch_bounds`), a curtailment
+limit in [0, 1] of the renewable generator, a set-point of the storage unit
+(`continuous.storage_bounds`), made legal by `continuous.legal_action` (curtailment and
+storage scaled back until the dispatch can follow). Recorded per transition: ``requested``
+(the target dispatch level after the step in MW, the curtailment limit as a fraction of
+pmax, the storage set-point in MW) and ``applied``, what the grid actually did in the next
+observation (``actual_dispatch`` MW, ``curtailment_mw`` MW curtailed, ``storage_power`` MW):
+``applied``, rank-encoded, is the column's action variable (`Transitions.action`).
+
 Work is cut in shards of ``episodes_per_shard`` consecutive episodes of one substation,
 written atomically under a deterministic name; a rerun with the same settings skips the
 shards that exist (resume), so no episode is ever duplicated or overwritten. Shards run as
@@ -57,6 +71,7 @@ from pathlib import Path
 
 import numpy as np
 
+from distributed_grid2op.continuous import KINDS as UNIT_KINDS
 from distributed_grid2op.envs import EnvSpec, quiet_grid2op
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.execution import LOCAL, Executor, WorkerContext, available_cpus
@@ -70,6 +85,44 @@ SIMULATE_SEGMENT = 100
 _ARRAYS = ("state", "next_state", "action_raw", "terminal", "episode_id", "step")
 #: Extra per-transition array of sensitivity mode: the do-nothing simulation of the same state.
 REFERENCE = "reference"
+#: Extra per-transition arrays of a unit column: the value asked for and the value applied.
+UNIT_ARRAYS = ("requested", "applied")
+#: Second seed word of a unit column's episodes (above any substation id): ``+ kind index``.
+UNIT_SEED_TAG = 1 << 20
+
+
+def unit_key(kind: str, unit: int) -> str:
+    """Name of the column of a unit: ``redispatch:3``, ``curtailment:2``, ``storage:0``."""
+    return f"{kind}:{int(unit)}"
+
+
+def parse_unit_key(key: str) -> tuple[str, int]:
+    """(kind, unit id) of a unit column's name; `UserError` when it is not one."""
+    kind, _, uid = str(key).partition(":")
+    if kind not in UNIT_KINDS or not uid.isdigit():
+        raise UserError(
+            f"not a unit column {key!r}: expected <kind>:<id> with kind one of "
+            f"{', '.join(UNIT_KINDS)}"
+        )
+    return kind, int(uid)
+
+
+def unit_columns(env, kinds) -> list[str]:
+    """The unit columns of ``kinds`` (continuous kinds) on ``env``'s grid: every dispatchable
+    generator for redispatch, renewable one for curtailment, storage unit for storage
+    (`continuous.ContinuousActionSet.from_env` selects them), in that order."""
+    from distributed_grid2op.continuous import ContinuousActionSet
+
+    kinds = tuple(k for k in UNIT_KINDS if k in kinds)
+    if not kinds:
+        return []
+    box = ContinuousActionSet.from_env(env, kinds=kinds)
+    return [unit_key(k, u) for k in kinds for u in getattr(box, k).tolist()]
+
+
+def is_unit(column) -> bool:
+    """Whether a collection column is a unit (a name) rather than a substation (an int)."""
+    return isinstance(column, str)
 
 
 @dataclass(frozen=True)
@@ -156,8 +209,17 @@ class CollectSettings:
     #: relative change below this between successive shards (`column_change`); None: collect
     #: ``n_samples``.
     stop_tolerance: float | None = None
+    #: Unit columns (`unit_key` names) collected next to the substations.
+    units: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple:
+        """What is collected, one dataset each: the substations, then the unit columns."""
+        return (*self.substations, *self.units)
 
     def __post_init__(self):
+        for key in self.units:
+            parse_unit_key(key)
         if self.episodes_per_shard is None:  # short thesis episodes, long simulate segments
             object.__setattr__(self, "episodes_per_shard", 10 if self.mode == "thesis" else 2)
         if self.max_steps is None and self.mode != "thesis":
@@ -211,6 +273,8 @@ class CollectSettings:
             out["actions_per_state"] = int(self.actions_per_state)
         if self.stop_tolerance is not None:  # which shards exist depends on it
             out["stop_tolerance"] = float(self.stop_tolerance)
+        if self.units:  # likewise: unchanged fingerprints of topology-only collections
+            out["units"] = list(self.units)
         return out
 
     def topologies(self, env, sub: int) -> list:
@@ -230,12 +294,14 @@ class CollectSettings:
 
 @dataclass
 class Transitions:
-    """The dataset of one substation: N transitions in episode order.
+    """The dataset of one substation (or unit column): N transitions in episode order.
 
     ``action`` is the thesis encoding: index of the distinct topology vector among those in
     the data (``np.unique`` order) divided by their number; ``action_raw`` is the index in
     `distributed_grid2op.grid.unitary_topologies` (with an action set: among the set's
-    actions of the substation, `CollectSettings.topologies`).
+    actions of the substation, `CollectSettings.topologies`). For a unit column (``unit``
+    set, ``substation`` -1), ``action`` encodes the applied values (``applied``) the same way
+    (`encode_actions`: their rank / the number of distinct values), ``action_raw`` is 0.
     """
 
     substation: int
@@ -249,6 +315,15 @@ class Transitions:
     state_names: list[str] = field(default_factory=list)
     #: sensitivity mode: the do-nothing simulation of the same state, (N, n) float32
     reference: np.ndarray | None = None
+    #: a unit column: its name (`unit_key`), the values asked for and applied, (N,) float32
+    unit: str | None = None
+    requested: np.ndarray | None = None
+    applied: np.ndarray | None = None
+
+    @property
+    def column(self):
+        """The collection column: the substation id, or the unit's name."""
+        return self.unit if self.unit is not None else self.substation
 
     def __len__(self) -> int:
         return len(self.action_raw)
@@ -267,6 +342,15 @@ class Transitions:
             self.state_names,
             self._vectors,
             None if self.reference is None else self.reference[keep],
+            **(
+                {}
+                if self.unit is None
+                else {
+                    "unit": self.unit,
+                    "requested": self.requested[keep],
+                    "applied": self.applied[keep],
+                }  # fmt: skip
+            ),
         )
 
     def effects(self) -> np.ndarray:
@@ -281,9 +365,14 @@ class Transitions:
 def encode_actions(action_raw: np.ndarray, vectors: np.ndarray | None = None) -> np.ndarray:
     """Thesis encoding: rank of the distinct set-bus vector among those present / their number.
 
-    ``vectors[i]`` is the set-bus vector of unitary topology ``i`` (identity if None).
+    ``vectors[i]`` is the set-bus vector of unitary topology ``i`` (identity if None). Float
+    ``action_raw`` (a unit column's applied values): the rank of each distinct value / their
+    number, which puts the column on the [0, 1) scale of the topology columns (the max-norm
+    Mixed-KSG is not scale invariant: MW next to line loadings would hide any dependence) and
+    keeps ties (e.g. no curtailment) as ties.
     """
-    raw = np.asarray(action_raw, dtype=np.int64)
+    raw = np.asarray(action_raw)
+    raw = raw if np.issubdtype(raw.dtype, np.floating) else raw.astype(np.int64)
     if raw.size == 0:
         return np.zeros(0)
     rows = raw[:, None] if vectors is None else np.asarray(vectors)[raw]
@@ -292,35 +381,47 @@ def encode_actions(action_raw: np.ndarray, vectors: np.ndarray | None = None) ->
 
 
 def _make_transitions(
-    sub, state, next_state, raw, terminal, episode_id, n_ep, names, vectors, reference=None
-):
+    sub, state, next_state, raw, terminal, episode_id, n_ep, names, vectors, reference=None,
+    unit=None, requested=None, applied=None,
+):  # fmt: skip
     t = Transitions(
         substation=int(sub),
         state=state,
         next_state=next_state,
         action_raw=raw,
-        action=encode_actions(raw, vectors),
+        action=encode_actions(raw if unit is None else applied.astype(np.float64), vectors),
         terminal=terminal,
         episode_id=episode_id,
         n_episodes=int(n_ep),
         state_names=list(names),
         reference=reference,
+        unit=unit,
+        requested=requested,
+        applied=applied,
     )
     t._vectors = vectors
     return t
 
 
-def episode_seeds(seed: int, sub: int, episode: int) -> tuple[int, int]:
-    """(env seed, agent seed) of one episode, from (seed, substation, episode) only."""
-    env_seed, agent_seed = np.random.SeedSequence(
-        [int(seed), int(sub), int(episode)]
-    ).generate_state(2)
+def episode_seeds(seed: int, sub, episode: int) -> tuple[int, int]:
+    """(env seed, agent seed) of one episode, from (seed, substation, episode) only (a unit
+    column ``sub``: from (seed, `UNIT_SEED_TAG` + kind index, unit id, episode))."""
+    if is_unit(sub):
+        kind, uid = parse_unit_key(sub)
+        words = [int(seed), UNIT_SEED_TAG + UNIT_KINDS.index(kind), uid, int(episode)]
+    else:
+        words = [int(seed), int(sub), int(episode)]
+    env_seed, agent_seed = np.random.SeedSequence(words).generate_state(2)
     return int(env_seed) >> 1, int(agent_seed) >> 1
 
 
-def shard_name(settings: CollectSettings, sub: int, first: int) -> str:
-    """Deterministic shard file name for episodes ``first .. first + episodes_per_shard - 1``."""
+def shard_name(settings: CollectSettings, sub, first: int) -> str:
+    """Deterministic shard file name for episodes ``first .. first + episodes_per_shard - 1``
+    (a unit column ``sub``: ``<mode>-<kind><id>-ep...``)."""
     last = first + settings.episodes_per_shard - 1
+    if is_unit(sub):
+        kind, uid = parse_unit_key(sub)
+        return f"{settings.mode}-{kind}{uid:03d}-ep{first:06d}-{last:06d}.npz"
     return f"{settings.mode}-sub{sub:03d}-ep{first:06d}-{last:06d}.npz"
 
 
@@ -379,38 +480,114 @@ def _extract(obs, attributes) -> np.ndarray:
     return np.nan_to_num(vec, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _episode_thesis(env, topologies, rng, attributes, max_steps):
+class _TopologyPolicy:
+    """Explorative policy of a substation column: a uniformly random topology of its list."""
+
+    def __init__(self, topologies: list):
+        self.topologies = topologies
+
+    def draw(self, rng, obs):
+        """(grid2op action, ``action_raw``, requested value or None)."""
+        a = int(rng.integers(len(self.topologies)))
+        return self.topologies[a], a, None
+
+    def applied(self, obs):
+        return None
+
+
+#: what a unit column records as applied: the next observation's attribute
+APPLIED_ATTRIBUTE = {
+    "redispatch": "actual_dispatch",
+    "curtailment": "curtailment_mw",
+    "storage": "storage_power",
+}
+
+
+class _UnitPolicy:
+    """Explorative policy of a unit column (module docstring): one uniformly random legal value
+    of the unit per step."""
+
+    def __init__(self, env, key: str):
+        from distributed_grid2op.continuous import EnvRules
+
+        self.kind, self.unit = parse_unit_key(key)
+        self.action_space = env.action_space
+        self.rules = EnvRules.from_env(env)
+
+    def draw(self, rng, obs):
+        from distributed_grid2op.continuous import (
+            UnitValues,
+            legal_action,
+            redispatch_bounds,
+            storage_bounds,
+        )
+
+        u, ids = self.unit, np.array([self.unit])
+        if self.kind == "redispatch":
+            lo, hi = redispatch_bounds(obs)
+            delta = float(rng.uniform(lo[u], hi[u]))
+            values = UnitValues(redispatch=(ids, np.array([delta])))
+            requested = float(obs.target_dispatch[u]) + delta
+        elif self.kind == "curtailment":
+            requested = float(rng.uniform(0.0, 1.0))
+            values = UnitValues(curtailment=(ids, np.array([requested])))
+        else:
+            lo, hi = storage_bounds(obs, self.rules.storage_losses)
+            requested = float(rng.uniform(lo[u], hi[u]))
+            values = UnitValues(storage=(ids, np.array([requested])))
+        action, _ = legal_action(self.action_space, obs, values, self.rules)
+        return action, 0, requested
+
+    def applied(self, obs) -> float:
+        """The unit's value in ``obs`` (a game-over observation without it: 0, like its rho)."""
+        values = getattr(obs, APPLIED_ATTRIBUTE[self.kind], None)
+        if values is None or np.size(values) <= self.unit:
+            return 0.0
+        value = float(np.asarray(values, dtype=float)[self.unit])
+        return value if np.isfinite(value) else 0.0
+
+
+def _policy(settings: CollectSettings, env, column):
+    """The explorative policy of a collection column."""
+    if is_unit(column):
+        return _UnitPolicy(env, column)
+    return _TopologyPolicy(settings.topologies(env, column))
+
+
+def _episode_thesis(env, policy, rng, attributes, max_steps):
+    """Play ``policy`` with ``env.step``: (states, next states, actions, terminal flags,
+    requested, applied) of at most ``max_steps`` transitions."""
     obs = env.get_obs()
     s = _extract(obs, attributes)
-    states, nexts, acts, terms = [], [], [], []
-    n_topo = len(topologies)
+    states, nexts, acts, terms, reqs, apps = [], [], [], [], [], []
     steps = 0
     while True:
-        a = int(rng.integers(n_topo))
-        obs, _, done, info = env.step(topologies[a])
+        action, a, req = policy.draw(rng, obs)
+        obs, _, done, info = env.step(action)
         s2 = _extract(obs, attributes)
         states.append(s)
         nexts.append(s2)
         acts.append(a)
+        reqs.append(req)
+        apps.append(policy.applied(obs))
         terms.append(bool(done and info.get("exception")))
         s = s2
         steps += 1
         if done or (max_steps is not None and steps >= max_steps):
-            return states, nexts, acts, terms
+            return states, nexts, acts, terms, reqs, apps
 
 
-def _episode_simulate(env, topologies, rng, attributes, max_steps, per_state=1, reference=False):
-    """A do-nothing (reconnecting) trajectory; at each state ``per_state`` random topologies
-    are evaluated with ``obs.simulate`` (and, with ``reference``, do-nothing once): returns
-    (states, next states, actions, terminal flags, references or None), at most ``max_steps``
-    transitions."""
+def _episode_simulate(env, policy, rng, attributes, max_steps, per_state=1, reference=False):
+    """A do-nothing (reconnecting) trajectory; at each state ``per_state`` actions of
+    ``policy`` are evaluated with ``obs.simulate`` (and, with ``reference``, do-nothing once):
+    returns (states, next states, actions, terminal flags, references or None, requested,
+    applied), at most ``max_steps`` transitions."""
     from distributed_grid2op.grid import reconnect_action
 
     obs = env.get_obs()
     do_nothing = env.action_space({})
-    states, nexts, acts, terms = [], [], [], []
+    states, nexts, acts, terms, reqs, apps = [], [], [], [], [], []
     refs = [] if reference else None
-    n_topo = len(topologies)
     while True:
         s = _extract(obs, attributes)
         ref = None
@@ -418,22 +595,24 @@ def _episode_simulate(env, topologies, rng, attributes, max_steps, per_state=1, 
             ref_obs, _, ref_done, _ = obs.simulate(do_nothing)
             ref = None if ref_done else _extract(ref_obs, attributes)
         for _ in range(per_state):
-            a = int(rng.integers(n_topo))
-            sim_obs, _, sim_done, _ = obs.simulate(topologies[a])
+            action, a, req = policy.draw(rng, obs)
+            sim_obs, _, sim_done, _ = obs.simulate(action)
             states.append(s)
             nexts.append(_extract(sim_obs, attributes))
             acts.append(a)
+            reqs.append(req)
+            apps.append(policy.applied(sim_obs))
             if reference:
                 # a diverging reference leaves no effect to measure: flagged like a divergence
                 refs.append(nexts[-1] if ref is None else ref)
                 sim_done = sim_done or ref is None
             terms.append(bool(sim_done))
             if max_steps is not None and len(acts) >= max_steps:
-                return states, nexts, acts, terms, refs
+                return states, nexts, acts, terms, refs, reqs, apps
         act = reconnect_action(env.action_space, obs) or do_nothing
         obs, _, done, _ = env.step(act)
         if done:
-            return states, nexts, acts, terms, refs
+            return states, nexts, acts, terms, refs, reqs, apps
 
 
 def _start_obs_ready(env) -> bool:
@@ -460,9 +639,11 @@ def run_shard(
     and is then marked ``truncated``.
     """
     env = _worker_env(settings.spec, ctx)
-    topologies = settings.topologies(env, sub)
+    policy = _policy(settings, env, sub)
     sensitivity = settings.mode == "sensitivity"
-    cols = {k: [] for k in _ARRAYS + ((REFERENCE,) if sensitivity else ())}
+    unit = is_unit(sub)
+    extra = ((REFERENCE,) if sensitivity else ()) + (UNIT_ARRAYS if unit else ())
+    cols = {k: [] for k in _ARRAYS + extra}
     lengths = []
     budget = settings.n_samples
     with quiet_grid2op():
@@ -482,16 +663,19 @@ def run_shard(
                     continue
             cap = remaining if settings.max_steps is None else min(settings.max_steps, remaining)
             if settings.mode == "thesis":
-                states, nexts, acts, terms = _episode_thesis(
-                    env, topologies, rng, settings.attributes, cap
+                states, nexts, acts, terms, reqs, apps = _episode_thesis(
+                    env, policy, rng, settings.attributes, cap
                 )
             else:
-                states, nexts, acts, terms, refs = _episode_simulate(
-                    env, topologies, rng, settings.attributes, cap,
+                states, nexts, acts, terms, refs, reqs, apps = _episode_simulate(
+                    env, policy, rng, settings.attributes, cap,
                     settings.actions_per_state, sensitivity,
                 )  # fmt: skip
                 if sensitivity:
                     cols[REFERENCE] += refs
+            if unit:
+                cols["requested"] += reqs
+                cols["applied"] += apps
             n = len(acts)
             lengths.append(n)
             cols["state"] += states
@@ -514,6 +698,8 @@ def run_shard(
     }
     if sensitivity:
         out[REFERENCE] = np.asarray(cols[REFERENCE], dtype=np.float32).reshape(-1, width)
+    for key in UNIT_ARRAYS if unit else ():
+        out[key] = np.asarray(cols[key], dtype=np.float32)
     return out
 
 
@@ -535,7 +721,7 @@ def write_shard(path: str | Path, settings: CollectSettings, sub: int, first: in
             np.savez(
                 f,
                 fingerprint=np.array(settings.fingerprint()),
-                substation=np.int32(sub),
+                substation=np.array(sub) if is_unit(sub) else np.int32(sub),
                 first_episode=np.int32(first),
                 **arrays,
             )
@@ -563,7 +749,8 @@ def read_shard(path: str | Path, fingerprint: str | None = None) -> dict:
             f"shard {path} comes from other collection settings; use another output folder"
         )
     n = len(data["action_raw"])
-    if any(len(data[k]) != n for k in _ARRAYS + ((REFERENCE,) if REFERENCE in data else ())):
+    extra = tuple(k for k in (REFERENCE, *UNIT_ARRAYS) if k in data)
+    if any(len(data[k]) != n for k in _ARRAYS + extra):
         raise UserError(f"corrupt shard {path} (arrays of different lengths); delete it and rerun")
     return data
 
@@ -666,7 +853,7 @@ def collect(
     if n_scenarios is None:
         n_scenarios = count_scenarios(_worker_env(settings.spec))
     per = settings.episodes_per_shard
-    subs = list(settings.substations)
+    subs = list(settings.columns)
     state = {s: _SubProgress() for s in subs}
 
     # resume: account for the shards already on disk, in order
@@ -713,7 +900,7 @@ def collect(
             cands = [s for s in subs if needed(s, state[s].next_first)]
             if not cands:
                 return
-            s = min(cands, key=lambda x: (expected(x), state[x].in_flight, x))
+            s = min(cands, key=lambda x: (expected(x), state[x].in_flight, _order(x)))
             first = state[s].next_first
             state[s].next_first += per
             state[s].in_flight += 1
@@ -752,6 +939,11 @@ def collect(
     return load_collection(folder, settings)
 
 
+def _order(column) -> tuple:
+    """Tie-break order of the collection columns: substations by id, then units by name."""
+    return (1, 0, column) if is_unit(column) else (0, int(column), "")
+
+
 def _progress_bar(total, initial, enabled):
     from tqdm.auto import tqdm
 
@@ -773,11 +965,20 @@ def load_collection(folder: str | Path, settings: CollectSettings) -> dict[int, 
     env = _worker_env(settings.spec)
     names = state_names(env, settings.attributes)
     out = {}
-    for s in settings.substations:
+    for s in settings.columns:
         from distributed_grid2op.grid import substation_topology
 
-        vectors = np.array([substation_topology(a, s, env) for a in settings.topologies(env, s)])
-        keys = _ARRAYS + ((REFERENCE,) if settings.mode == "sensitivity" else ())
+        unit = is_unit(s)
+        vectors = (
+            None
+            if unit
+            else np.array([substation_topology(a, s, env) for a in settings.topologies(env, s)])
+        )
+        keys = (
+            _ARRAYS
+            + ((REFERENCE,) if settings.mode == "sensitivity" else ())
+            + (UNIT_ARRAYS if unit else ())
+        )
         parts, count, n_ep = [], 0, 0
         first = 0
         while first < settings.n_episodes and count < settings.n_samples:
@@ -785,8 +986,11 @@ def load_collection(folder: str | Path, settings: CollectSettings) -> dict[int, 
             if not path.is_file():
                 break
             data = read_shard(path, fp)
-            if REFERENCE in keys and REFERENCE not in data:
-                raise UserError(f"corrupt shard {path} (missing {REFERENCE}); delete it and rerun")
+            absent = [k for k in keys if k not in data]
+            if absent:
+                raise UserError(
+                    f"corrupt shard {path} (missing {', '.join(absent)}); delete it and rerun"
+                )
             lengths = data["episode_lengths"]
             if (
                 bool(data.get("truncated", False))
@@ -811,8 +1015,11 @@ def load_collection(folder: str | Path, settings: CollectSettings) -> dict[int, 
         n = min(count, settings.n_samples)
         if n:
             n_ep = int(cat["episode_id"][n - 1]) + 1
+        units = {}
+        if unit:
+            units = {"unit": s, **{k: cat[k][:n].astype(np.float32) for k in UNIT_ARRAYS}}
         out[s] = _make_transitions(
-            s,
+            -1 if unit else s,
             cat["state"][:n].astype(np.float32),
             cat["next_state"][:n].astype(np.float32),
             cat["action_raw"][:n].astype(np.int32),
@@ -822,6 +1029,7 @@ def load_collection(folder: str | Path, settings: CollectSettings) -> dict[int, 
             names,
             vectors,
             cat[REFERENCE][:n].astype(np.float32) if REFERENCE in cat else None,
+            **units,
         )
     return out
 
@@ -839,7 +1047,7 @@ def save_dataset(path: str | Path, data: Transitions, metadata: dict) -> Path:
                 action_raw=data.action_raw,
                 terminal=data.terminal,
                 state_names=np.array(data.state_names),
-                action_names=np.array([f"sub{data.substation}"]),
+                action_names=np.array([data.unit or f"sub{data.substation}"]),
                 episode_id=data.episode_id,
                 seed=np.int64(metadata.get("seed", -1)),
             )

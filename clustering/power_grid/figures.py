@@ -1,4 +1,5 @@
-"""The grid drawn with grid2op's `PlotMatplot`, substations and lines coloured by cluster."""
+"""The grid drawn with grid2op's `PlotMatplot`, substations, lines (and generators and storage
+units) coloured by cluster."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ def _palette(n: int):
     return [cmap(i % cmap.N) for i in range(max(n, 1))]
 
 
-def plot_grid_clusters(env, sub_cluster, line_cluster, path, title: str = "clusters") -> Path:
+def plot_grid_clusters(env, sub_cluster, line_cluster, path, title: str = "clusters",
+                       gen_cluster=None, storage_cluster=None) -> Path:  # fmt: skip
     """Write the grid layout with substation ``s`` filled with the colour of ``sub_cluster[s]``
     and line ``l`` drawn in the colour of ``line_cluster[l]``; substations that the data
-    decided (controllable ones) get a thick black outline."""
+    decided (controllable ones) get a thick black outline. With ``gen_cluster`` and
+    ``storage_cluster`` (format 2), every generator (triangle) and storage unit (square) is
+    drawn in the colour of its cluster, with its id, and linked to its substation."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -29,7 +33,20 @@ def plot_grid_clusters(env, sub_cluster, line_cluster, path, title: str = "clust
 
     sub_cluster = np.asarray(sub_cluster, dtype=int)
     line_cluster = np.asarray(line_cluster, dtype=int)
-    n_clusters = int(max(sub_cluster.max(initial=0), line_cluster.max(initial=0))) + 1
+    units = gen_cluster is not None
+    gen_cluster = np.asarray(gen_cluster if units else [], dtype=int)
+    storage_cluster = np.asarray(storage_cluster if storage_cluster is not None else [], dtype=int)
+    n_clusters = (
+        int(
+            max(
+                sub_cluster.max(initial=0),
+                line_cluster.max(initial=0),
+                gen_cluster.max(initial=0),
+                storage_cluster.max(initial=0),
+            )
+        )
+        + 1
+    )
     colors = _palette(n_clusters)
     from distributed_grid2op.grid import controllable_substations
 
@@ -83,12 +100,43 @@ def plot_grid_clusters(env, sub_cluster, line_cluster, path, title: str = "clust
                 zorder=2,
             )
 
+        def _unit(self, marker, color, label, pos_x, pos_y, sub_x, sub_y):
+            self.xlim[0] = min(self.xlim[0], pos_x - 10)
+            self.xlim[1] = max(self.xlim[1], pos_x + 10)
+            self.ylim[0] = min(self.ylim[0], pos_y - 10)
+            self.ylim[1] = max(self.ylim[1], pos_y + 10)
+            self.ax.plot([sub_x, pos_x], [sub_y, pos_y], color="gray", lw=0.8, zorder=0)
+            self.ax.scatter([pos_x], [pos_y], marker=marker, s=110, color=color,
+                            edgecolors="black", linewidths=0.8, zorder=3)  # fmt: skip
+            self.ax.text(pos_x, pos_y - 14, label, fontsize=6, ha="center", va="top", zorder=4)
+
+        def draw_gen(self, figure, observation, gen_id, gen_name, gen_bus, gen_value, gen_unit,
+                     pos_x, pos_y, sub_x, sub_y):  # fmt: skip
+            if units:
+                self._unit("^", colors[gen_cluster[gen_id]], f"g{gen_id}", pos_x, pos_y,
+                           sub_x, sub_y)  # fmt: skip
+
+        def draw_storage(self, figure, observation, storage_id, storage_name, storage_bus,
+                         storage_value, storage_unit, pos_x, pos_y, sub_x, sub_y):  # fmt: skip
+            if units and storage_cluster.size:
+                self._unit("s", colors[storage_cluster[storage_id]], f"st{storage_id}", pos_x,
+                           pos_y, sub_x, sub_y)  # fmt: skip
+
+        if not units:  # the substation and line drawing of format 1 runs, unchanged
+            draw_gen = PlotMatplot.draw_gen
+            draw_storage = PlotMatplot.draw_storage
+
     helper = _ClusterPlot(env.observation_space, width=900, height=600, load_radius=4, gen_radius=4)
     fig = helper.plot_info(observation=None, gen_values=np.zeros(env.n_gen))
     ax = fig.axes[0]
     handles = [
         Line2D([0], [0], color=colors[c], lw=4, label=f"cluster {c}") for c in range(n_clusters)
     ]
+    if units:
+        handles += [
+            Line2D([0], [0], marker="^", ls="", color="gray", label="generator"),
+            Line2D([0], [0], marker="s", ls="", color="gray", label="storage unit"),
+        ]
     ax.legend(handles=handles, loc="lower right", fontsize=8)
     ax.set_title(title)
     out = _save(fig, path)

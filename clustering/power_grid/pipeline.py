@@ -52,6 +52,10 @@ DEFAULT_ACTIONS_PER_STATE = {"thesis": 1, "simulate": 1, "sensitivity": 8}
 #: its MI is only reported, one shuffle is enough there).
 DEFAULT_PERMUTATIONS = {"thesis": 5, "simulate": 5, "sensitivity": 1}
 THESIS_ENV = "l2rpn_case14_sandbox"
+#: A unit column whose strongest value over the lines is below this share of the strongest
+#: value of the whole matrix (every column with data) has no significant effect: the unit
+#: joins the cluster of its substation.
+SIGNIFICANT_SHARE = 0.1
 
 
 @dataclass
@@ -86,6 +90,9 @@ class PipelineConfig:
     #: Sensitivity mode: stop a substation once its effect column changes by less than this
     #: (relative) between successive shards; None: collect the whole sample budget.
     stop_tolerance: float | None = None
+    #: What the explorative policy acts on (``topology`` and continuous kinds,
+    #: `agents.hierarchical.ACTION_KINDS`); None: `default_actions` of the env.
+    actions: tuple[str, ...] | None = None
     #: Also run the method on data whose substation labels are shuffled (a control).
     shuffled_control: bool = True
     progress: bool = True
@@ -93,6 +100,15 @@ class PipelineConfig:
     timings: dict = field(default_factory=dict)
 
     def validate(self):
+        if self.actions is not None:
+            from distributed_grid2op.agents.hierarchical import ACTION_KINDS
+
+            bad = [a for a in self.actions if a not in ACTION_KINDS]
+            if bad or not self.actions:
+                raise UserError(
+                    f"unknown action kind(s) {', '.join(map(str, bad)) or '(none given)'}; "
+                    f"choose from {', '.join(ACTION_KINDS)}"
+                )
         if not self.quantiles:
             raise UserError("at least one quantile is needed")
         for q in self.quantiles:
@@ -153,6 +169,26 @@ class PipelineConfig:
         if self.n_permutations is None:
             self.n_permutations = DEFAULT_PERMUTATIONS[self.mode]
         return self
+
+
+def resolve_actions(env, actions) -> tuple[str, ...]:
+    """What the explorative policy acts on: ``actions`` checked against the env
+    (`agents.hierarchical.check_actions`, canonical order), or by default topology when the
+    env has set-bus actions, else every continuous kind it supports. The default stays
+    topology only where topology exists, so that the substation runs (the thesis case14
+    partition among them) keep their outputs; ``--actions topology,redispatch,...`` adds the
+    unit columns."""
+    from distributed_grid2op.agents.hierarchical import check_actions, has_topology_actions
+    from distributed_grid2op.continuous import supported_kinds
+
+    if actions is None:
+        actions = ("topology",) if has_topology_actions(env) else supported_kinds(env)
+        if not actions:
+            raise UserError(
+                f"env {env.env_name!r} has neither topology (set-bus) actions nor units to "
+                "redispatch, curtail or store: nothing to explore"
+            )
+    return check_actions(env, actions)
 
 
 # --------------------------------------------------------------------------- MI stage
@@ -309,20 +345,32 @@ def spectral_by_modularity(matrix: np.ndarray, seed: int = 0, max_clusters: int 
 def complete_assignment(env, fac, columns: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Cluster of every substation and every line from blocks over (lines, ``columns``).
 
-    Clusters are the blocks holding at least one controllable substation. A line in a block
-    without substation joins the cluster of its origin (else extremity) substation; a
-    substation not in the matrix joins the cluster owning most of its lines (ties: lowest
-    cluster). Repeated until stable; anything left joins cluster 0.
+    Clusters are the blocks holding at least one controllable substation (or unit column,
+    `assign_blocks`). A line in a block without substation joins the cluster of its origin
+    (else extremity) substation; a substation not in the matrix joins the cluster owning most
+    of its lines (ties: lowest cluster). Repeated until stable; anything left joins cluster 0.
     """
+    sub_c, line_c, _ = assign_blocks(env, fac, columns)
+    return sub_c, line_c
+
+
+def assign_blocks(env, fac, columns: list[int]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """`complete_assignment`, where ``columns`` may also hold unit columns (matrix indices
+    ``>= env.n_sub``): also returns the cluster of each unit column in a block that keeps
+    lines or substations (``{column: cluster}``; the others are left to `assign_units`)."""
     from distributed_grid2op.grid import line_endpoints
 
     n_line, n_sub = int(env.n_line), int(env.n_sub)
     sub_c = -np.ones(n_sub, int)
     line_c = -np.ones(n_line, int)
+    unit_c = {}
     blocks = [(r, c) for r, c in zip(fac.row_groups, fac.col_groups) if c]
     for b, (rows, cols) in enumerate(blocks):
         for j in cols:
-            sub_c[columns[j]] = b
+            if columns[j] < n_sub:
+                sub_c[columns[j]] = b
+            else:
+                unit_c[int(columns[j])] = b
         for i in rows:
             if i < n_line:
                 line_c[i] = b
@@ -350,20 +398,98 @@ def complete_assignment(env, fac, columns: list[int]) -> tuple[np.ndarray, np.nd
         key=lambda c: (np.flatnonzero(sub_c == c).min(initial=n_sub), c),
     )
     remap = {c: i for i, c in enumerate(order)}
-    return np.array([remap[c] for c in sub_c]), np.array([remap[c] for c in line_c])
+    unit_c = {u: remap[c] for u, c in unit_c.items() if c in remap}
+    return np.array([remap[c] for c in sub_c]), np.array([remap[c] for c in line_c]), unit_c
 
 
-def factorization_document(env_name, method, params, sub_c, line_c) -> dict:
-    """``factorization.json`` content (format 1) from complete labels."""
+@dataclass(frozen=True)
+class UnitColumns:
+    """The unit columns of the matrices: matrix column ``n_sub + j`` is unit ``keys[j]``
+    (`collect.unit_key` names), after the ``n_sub`` substation columns."""
+
+    keys: tuple[str, ...]
+    n_sub: int
+
+    def index(self, key: str) -> int:
+        return self.n_sub + self.keys.index(key)
+
+    @property
+    def indices(self) -> list[int]:
+        return [self.n_sub + j for j in range(len(self.keys))]
+
+    def label(self, column: int) -> str:
+        """``sub 3`` or the unit's name, for matrix column ``column``."""
+        return f"sub {column}" if column < self.n_sub else self.keys[column - self.n_sub]
+
+
+def significant_units(matrix: np.ndarray, units: UnitColumns, data_columns) -> list[int]:
+    """The unit columns (matrix indices) with a significant effect: their strongest value over
+    the lines at least `SIGNIFICANT_SHARE` of the strongest value of ``data_columns``."""
+    top = float(np.max(np.clip(matrix[:, list(data_columns)], 0.0, None), initial=0.0))
+    if top <= 0:
+        return []
+    return [c for c in units.indices if float(np.max(matrix[:, c])) >= SIGNIFICANT_SHARE * top]
+
+
+def assign_units(env, matrix, sub_c, line_c, units: UnitColumns, in_blocks: dict, significant):
+    """Cluster of every generator and storage unit, and how each unit column got it.
+
+    A unit column in a block (`assign_blocks`) keeps its block's cluster; another one with a
+    significant effect (``significant``, matrix indices) joins the cluster whose lines it
+    affects most (sum of its clipped column over the cluster's lines; ties: lowest cluster);
+    anything else (no significant effect, no column: a kind not collected or a generator
+    nobody dispatches) joins the cluster of its substation. Returns (generator clusters,
+    storage clusters, report: unit names by rule).
+    """
+    from clustering.power_grid.collect import parse_unit_key
+
+    cls = type(env)
+    gen_c = np.asarray(sub_c)[np.asarray(cls.gen_to_subid, int)].copy()
+    sto_c = np.asarray(sub_c)[np.asarray(cls.storage_to_subid, int)].copy()
+    n_clusters = int(max(np.max(sub_c), np.max(line_c))) + 1
+    report = {"block": [], "effect": [], "substation": []}
+    for column in units.indices:
+        key = units.label(column)
+        kind, uid = parse_unit_key(key)
+        if column in in_blocks:
+            cluster, rule = in_blocks[column], "block"
+        elif column in significant:
+            weight = np.clip(matrix[: len(line_c), column], 0.0, None)
+            score = np.bincount(line_c, weights=weight, minlength=n_clusters)
+            cluster, rule = int(np.argmax(score)), "effect"
+        else:
+            report["substation"].append(key)
+            continue
+        report[rule].append(key)
+        (sto_c if kind == "storage" else gen_c)[uid] = cluster
+    return gen_c, sto_c, report
+
+
+def factorization_document(
+    env_name, method, params, sub_c, line_c, gen_c=None, storage_c=None
+) -> dict:
+    """``factorization.json`` content from complete labels: format 1, or format 2 with the
+    clusters' generators and storage units when ``gen_c`` and ``storage_c`` are given."""
+    from distributed_grid2op.factorization_file import Cluster, FactorizationFile
+
+    labels = [sub_c, line_c] + ([] if gen_c is None else [gen_c, storage_c])
+    n_clusters = int(max(np.max(x, initial=0) for x in labels)) + 1
     clusters = []
-    for c in range(int(max(sub_c.max(), line_c.max())) + 1):
-        clusters.append(
-            {
-                "substations": np.flatnonzero(sub_c == c).tolist(),
-                "lines": np.flatnonzero(line_c == c).tolist(),
+    for c in range(n_clusters):
+        units = {}
+        if gen_c is not None:
+            units = {
+                "generators": tuple(np.flatnonzero(np.asarray(gen_c) == c).tolist()),
+                "storages": tuple(np.flatnonzero(np.asarray(storage_c) == c).tolist()),
             }
+        clusters.append(
+            Cluster(
+                tuple(np.flatnonzero(sub_c == c).tolist()),
+                tuple(np.flatnonzero(line_c == c).tolist()),
+                **units,
+            )
         )
-    return {"format": 1, "env": env_name, "method": method, "params": params, "clusters": clusters}
+    return FactorizationFile(tuple(clusters), env_name, method, params).to_dict()
 
 
 def louvain_baseline(env, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -428,10 +554,33 @@ def area_agreement(sub_c, area) -> dict:
     }
 
 
-def locality(env, matrix: np.ndarray, columns: list[int], top: int = 5) -> dict:
+def _column_substations(env, units: UnitColumns | None):
+    """Substation of each matrix column: itself, or the substation of the column's unit."""
+    if units is None:
+        return None
+    from clustering.power_grid.collect import parse_unit_key
+
+    cls = type(env)
+
+    def origin(column: int) -> int:
+        if column < units.n_sub:
+            return int(column)
+        kind, uid = parse_unit_key(units.label(column))
+        return int((cls.storage_to_subid if kind == "storage" else cls.gen_to_subid)[uid])
+
+    return origin
+
+
+def _key(column: int, n_sub: int, name_of):
+    """Summary key of a matrix column: the substation id, or the unit's name."""
+    return int(column) if column < n_sub else name_of(column)
+
+
+def locality(env, matrix: np.ndarray, columns: list[int], top: int = 5, origin=None) -> dict:
     """Mean hop distance (substation graph) from each column's substation to its ``top``
     lines by ``matrix`` (a line's distance: to its nearer end), against all lines (what
-    random lines would give). Evaluation only."""
+    random lines would give). ``origin``: the substation of a column (default: the column
+    itself; unit columns: `_column_substations`). Evaluation only."""
     import networkx as nx
 
     from distributed_grid2op.grid import line_endpoints, substation_graph
@@ -444,8 +593,9 @@ def locality(env, matrix: np.ndarray, columns: list[int], top: int = 5) -> dict:
         return min(hops[s].get(int(orig[ln]), far), hops[s].get(int(ext[ln]), far))
 
     top_d, all_d = [], []
-    for s in columns:
-        best = np.argsort(-matrix[:, s], kind="stable")[:top]
+    for c in columns:
+        s = int(c) if origin is None else origin(c)
+        best = np.argsort(-matrix[:, c], kind="stable")[:top]
         top_d.append(np.mean([dist(s, ln) for ln in best]))
         all_d.append(np.mean([dist(s, ln) for ln in range(matrix.shape[0])]))
     return {
@@ -561,12 +711,26 @@ class _Timer:
         return _Ctx()
 
 
+def factor_columns(check: np.ndarray, matrix: np.ndarray, subs, units: UnitColumns | None):
+    """Columns the method factorizes: the substations with data (nonzero in ``check``); with
+    fewer than two of them (an env without topology actions, or ``--actions`` without
+    ``topology``) also the unit columns with a significant effect in ``matrix``
+    (`significant_units`): lines, substations and units are then clustered jointly. With
+    substation columns, units join the clusters afterwards (`assign_units`)."""
+    sub_cols = [s for s in subs if np.any(check[:, s] != 0)]
+    if units is None or len(sub_cols) >= 2:
+        return sub_cols
+    data = sub_cols + [c for c in units.indices if np.any(check[:, c] != 0)]
+    return sub_cols + [c for c in significant_units(matrix, units, data) if c in data]
+
+
 def _decompose(
-    env, env_name, unbiased, columns, cfg: PipelineConfig, method: str, quantile: float, halves=None
-):
+    env, env_name, unbiased, columns, cfg: PipelineConfig, method: str, quantile: float,
+    halves=None, units: UnitColumns | None = None,
+):  # fmt: skip
     n_clusters = cfg.n_clusters if method in ("spectral", "profiles") else None
     fac = factorize(unbiased, columns, method, quantile, cfg.seed, n_clusters, halves)
-    sub_c, line_c = complete_assignment(env, fac, columns)
+    sub_c, line_c, in_blocks = assign_blocks(env, fac, columns)
     params = {k: v for k, v in fac.params.items() if isinstance(v, (int, float, str, bool, dict))}
     params.update(
         {
@@ -579,7 +743,21 @@ def _decompose(
         }
     )
     name = {"components": "quantile-threshold-components"}.get(method, method)
-    return fac, sub_c, line_c, factorization_document(env_name, name, params, sub_c, line_c)
+    if units is None:
+        return fac, sub_c, line_c, factorization_document(env_name, name, params, sub_c, line_c)
+    data = [c for c in range(unbiased.shape[1]) if np.any(unbiased[:, c] != 0)]
+    significant = significant_units(unbiased, units, data)
+    gen_c, sto_c, report = assign_units(env, unbiased, sub_c, line_c, units, in_blocks,
+                                        significant)  # fmt: skip
+    params["actions"] = list(cfg.actions or ())
+    params["unit_assignment"] = {
+        "rule": "block: clustered with the lines; effect: the cluster whose lines it affects "
+        "most; substation: no significant effect (or not collected), its substation's cluster",
+        "significant_share": SIGNIFICANT_SHARE,
+        **report,
+    }
+    doc = factorization_document(env_name, name, params, sub_c, line_c, gen_c, sto_c)
+    return fac, sub_c, line_c, doc
 
 
 def _action_set_substations(path, env, controllable: list[int]):
@@ -632,16 +810,23 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
         env = make_env(cfg.env, thermal_limit_scale=cfg.thermal_limit_scale)
         meta = env_metadata(env, EnvSpec(str(cfg.env), thermal_limit_scale=cfg.thermal_limit_scale))
         env_name = Path(str(cfg.env)).name if Path(str(cfg.env)).is_dir() else str(cfg.env)
-        if not env.action_space.supports_type("set_bus"):
-            raise UserError(
-                f"{cfg.env}: its action space has no set-bus topology actions to explore"
-            )
+        cfg.actions = resolve_actions(env, cfg.actions)
         cfg.resolve(int(env.n_sub))
-        subs = controllable_substations(env)
-        if len(subs) < 2:
+        from clustering.power_grid.collect import unit_columns
+
+        subs = controllable_substations(env) if "topology" in cfg.actions else []
+        unit_keys = unit_columns(env, cfg.actions)
+        if "topology" in cfg.actions and len(subs) < 2 and not unit_keys:
             raise UserError(
                 f"{cfg.env} has {len(subs)} controllable substation(s): nothing to factorize"
             )
+        if len(subs) + len(unit_keys) < 2:
+            raise UserError(
+                f"{cfg.env}: {len(subs) + len(unit_keys)} controllable substation(s) and "
+                f"unit(s) for --actions {','.join(cfg.actions)}: nothing to factorize"
+            )
+        if cfg.action_set is not None and "topology" not in cfg.actions:
+            raise UserError("--action-set is a set of topologies: it needs topology in --actions")
         action_set = None
         if cfg.action_set is not None:
             subs, action_set, note = _action_set_substations(cfg.action_set, env, subs)
@@ -672,6 +857,7 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
         action_set=action_set,
         actions_per_state=cfg.actions_per_state,
         stop_tolerance=cfg.stop_tolerance,
+        units=tuple(unit_keys),
     )
     with timer("collect"):
         data = collect(
@@ -683,6 +869,11 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
             progress=cfg.progress,
             n_scenarios=scen,
         )
+    units = UnitColumns(tuple(unit_keys), int(env.n_sub)) if unit_keys else None
+    # matrix columns: the substations (by id), then the unit columns (`UnitColumns`)
+    data = {(s if units is None or s not in units.keys else units.index(s)): d
+            for s, d in data.items()}  # fmt: skip
+    name_of = units.label if units is not None else (lambda c: f"sub {c}")
     counts = {s: len(d) for s, d in data.items()}
     throughput = {}
     if cfg.mode != "thesis" and cfg.timings.get("collect", 0) > 0 and not cfg.resume:
@@ -697,8 +888,9 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
     if cfg.stop_tolerance is not None:  # fewer samples by design: the columns were stable
         low = []
     for s in low:
+        what = f"substation {s}" if s < int(env.n_sub) else f"unit column {name_of(s)}"
         msg = (
-            f"substation {s} has only {counts[s]} transitions (< {cfg.min_samples}): its MI column is "
+            f"{what} has only {counts[s]} transitions (< {cfg.min_samples}): its MI column is "
             "noisy; raise --episodes or use --mode simulate"
         )
         print(f"warning: {msg}", file=sys.stderr)
@@ -707,6 +899,7 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
     used = {s: d.drop_terminal() for s, d in data.items()} if cfg.drop_terminal else data
 
     n_line, n_sub = int(env.n_line), int(env.n_sub)
+    n_cols = n_sub + (0 if units is None else len(units.keys))
     # MI pairs: local threads (the kernels release the GIL, no data shipped); on a cluster,
     # the executor's workers (the data crosses once per worker and call)
     mapper = None
@@ -715,27 +908,26 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
 
         mapper = as_mapper(executor)
     with timer("mutual information + null"):
-        mi, shuffled, unbiased = mi_columns(used, n_line, n_sub, cfg, mapper=mapper)
+        mi, shuffled, unbiased = mi_columns(used, n_line, n_cols, cfg, mapper=mapper)
     saved = [("mi", mi), ("shuffled_mi", shuffled), ("unbiased_mi", unbiased)]
     effects = rows = halves = None
     if cfg.mode == "sensitivity":
         with timer("sensitivities"):
             rows = effect_rows(data, n_line)
-            effects = effect_matrix(rows, n_line, n_sub)
+            effects = effect_matrix(rows, n_line, n_cols)
             if cfg.method == "profiles" and cfg.n_clusters is None:
-                halves = effect_halves(rows, n_line, n_sub, cfg.seed)
+                halves = effect_halves(rows, n_line, n_cols, cfg.seed)
         saved.append(("effects", effects))
     for name, matrix in saved:
         with atomic_path(out / f"{name}.npy", suffix=".npy") as tmp:
             np.save(tmp, matrix)
     rows_are_lines = list(cfg.attributes) == ["rho"]
     main_matrix = effects if cfg.method == "profiles" else unbiased
-    columns = [s for s in subs if np.any(mi[:, s] != 0)]
-    if cfg.method == "profiles":
-        columns = [s for s in subs if np.any(effects[:, s] != 0)]
+    columns = factor_columns(effects if cfg.method == "profiles" else mi, main_matrix, subs, units)
     if len(columns) < 2:
         raise UserError(
-            "fewer than two substations have enough transitions for the MI estimate; raise --samples"
+            "fewer than two substations (or units with a significant effect) have enough "
+            "transitions for the MI estimate; raise --samples"
         )
 
     results = {}
@@ -745,15 +937,18 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
                 "factorization.json needs line loadings: use the default attributes ('rho')"
             )
         fac, sub_c, line_c, doc = _decompose(
-            env, env_name, main_matrix, columns, cfg, cfg.method, cfg.quantiles[0], halves
+            env, env_name, main_matrix, columns, cfg, cfg.method, cfg.quantiles[0], halves, units
         )
         path = write_json(out / "factorization.json", doc)
-        load_factorization(path, env=env)  # validated: every line and substation once
+        load_factorization(path, env=env)  # validated: every line and substation (unit) once
         results["main"] = (fac, sub_c, line_c, doc)
         for q in cfg.quantiles:
-            qfac, qs, ql, qdoc = _decompose(env, env_name, unbiased, columns, cfg, "components", q)
+            qfac, qs, ql, qdoc = _decompose(
+                env, env_name, unbiased, columns, cfg, "components", q, units=units
+            )
             write_json(out / f"factorization_q{q:g}.json", qdoc)
-            parse_factorization(qdoc, n_sub=n_sub, n_line=n_line)
+            parse_factorization(qdoc, n_sub=n_sub, n_line=n_line, n_gen=int(env.n_gen),
+                                n_storage=int(env.n_storage))  # fmt: skip
             results[f"q{q:g}"] = (qfac, qs, ql, qdoc)
         base_s, base_l = louvain_baseline(env, cfg.seed)
         agree = {"louvain": agreement(sub_c, line_c, base_s, base_l)}
@@ -782,18 +977,19 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
                 "method": area_agreement(sub_c, areas),
                 "baselines": {k: area_agreement(bs, areas) for k, (bs, _) in baselines.items()},
             }
-        local = {"mi": locality(env, unbiased, columns)}
+        origin = _column_substations(env, units)
+        local = {"mi": locality(env, unbiased, columns, origin=origin)}
         if effects is not None:
-            local["effects"] = locality(env, effects, columns)
+            local["effects"] = locality(env, effects, columns, origin=origin)
 
     control = None
     if effects is not None and cfg.shuffled_control:
         with timer("shuffled control"):
             rows0 = shuffled_rows(rows, cfg.seed)
-            eff0 = effect_matrix(rows0, n_line, n_sub)
-            halves0 = None if halves is None else effect_halves(rows0, n_line, n_sub, cfg.seed)
+            eff0 = effect_matrix(rows0, n_line, n_cols)
+            halves0 = None if halves is None else effect_halves(rows0, n_line, n_cols, cfg.seed)
             _, s0, l0, doc0 = _decompose(
-                env, env_name, eff0, columns, cfg, "profiles", 0.0, halves0
+                env, env_name, eff0, columns, cfg, "profiles", 0.0, halves0, units
             )
             control = {
                 "what": "profiles on the effects with the acting substation shuffled",
@@ -810,11 +1006,11 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
             other = (
                 {s: d.drop_terminal() for s, d in data.items()} if not cfg.drop_terminal else data
             )
-            _, _, unb2 = mi_columns(other, n_line, n_sub, cfg, label="mi (terminal variant)")
-            cols2 = [s for s in subs if np.any(unb2[:, s] != 0)]
+            _, _, unb2 = mi_columns(other, n_line, n_cols, cfg, label="mi (terminal variant)")
+            cols2 = factor_columns(unb2, unb2, subs, units)
             if len(cols2) >= 2:
                 _, s2, l2, doc2 = _decompose(
-                    env, env_name, unb2, cols2, cfg, cfg.method, cfg.quantiles[0]
+                    env, env_name, unb2, cols2, cfg, cfg.method, cfg.quantiles[0], units=units
                 )
                 comparison = {
                     "variant": "terminal transitions dropped"
@@ -828,8 +1024,9 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
 
     with timer("figures"):
         figures = _figures(
-            out, env, (mi, shuffled, unbiased), columns, results, sub_c, line_c, cfg, effects
-        )
+            out, env, (mi, shuffled, unbiased), columns, results, sub_c, line_c, cfg, effects,
+            name_of,
+        )  # fmt: skip
 
     cfg.timings["total"] = time.perf_counter() - t_start
     summary = {
@@ -857,10 +1054,14 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
                 else {}
             ),
         },
+        "actions": list(cfg.actions),
+        **({"unit_columns": list(units.keys)} if units is not None else {}),
         "controllable_substations": subs,
-        "samples": {int(s): int(n) for s, n in counts.items()},
-        "episodes": {int(s): int(d.n_episodes) for s, d in data.items()},
-        "terminal_share": {int(s): round(v, 4) for s, v in terminal_share.items()},
+        "samples": {_key(s, n_sub, name_of): int(n) for s, n in counts.items()},
+        "episodes": {_key(s, n_sub, name_of): int(d.n_episodes) for s, d in data.items()},
+        "terminal_share": {
+            _key(s, n_sub, name_of): round(v, 4) for s, v in terminal_share.items()
+        },  # fmt: skip
         "clusters": doc["clusters"],
         "factorization_params": doc["params"],
         "quantile_clusters": {k: v[3]["clusters"] for k, v in results.items() if k != "main"},
@@ -880,30 +1081,52 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
     return summary
 
 
-def _figures(out, env, matrices, columns, results, sub_c, line_c, cfg, effects=None) -> list[str]:
+def _unit_labels(doc: dict, env) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Cluster of every generator and storage unit of a format 2 document (None, None in
+    format 1)."""
+    if "generators" not in doc["clusters"][0]:
+        return None, None
+    gen_c, sto_c = np.zeros(int(env.n_gen), int), np.zeros(int(env.n_storage), int)
+    for c, cluster in enumerate(doc["clusters"]):
+        gen_c[cluster["generators"]] = c
+        sto_c[cluster["storages"]] = c
+    return gen_c, sto_c
+
+
+def _figures(out, env, matrices, columns, results, sub_c, line_c, cfg, effects=None,
+             name_of=None) -> list[str]:  # fmt: skip
     from clustering.plots import plot_binarized, plot_blocks, plot_mi_heatmap
     from clustering.power_grid.figures import plot_grid_clusters
 
     mi, shuffled, unbiased = matrices
+    name_of = name_of or (lambda c: f"sub {c}")
     rows = [f"line {i}" for i in range(mi.shape[0])]
-    cols = [f"sub {s}" for s in columns]
+    cols = [name_of(s) for s in columns]
+    # the MI maps also show the unit columns that the method did not factorize
+    shown = columns + [c for c in range(int(env.n_sub), mi.shape[1]) if c not in columns]
+    shown_names = [name_of(c) for c in shown]
+    gen_c, sto_c = _unit_labels(results["main"][3], env)
     fig_dir = out / "figures"
     files = [
         plot_mi_heatmap(
-            mi[:, columns], fig_dir / "mi.png", rows, cols, title="MI(line loading', action) (nats)"
-        ),
+            mi[:, shown],
+            fig_dir / "mi.png",
+            rows,
+            shown_names,
+            title="MI(line loading', action) (nats)",
+        ),  # fmt: skip
         plot_mi_heatmap(
-            shuffled[:, columns],
+            shuffled[:, shown],
             fig_dir / "shuffled_mi.png",
             rows,
-            cols,
+            shown_names,
             title="shuffled MI: permutation null (nats)",
         ),
         plot_mi_heatmap(
-            unbiased[:, columns],
+            unbiased[:, shown],
             fig_dir / "unbiased_mi.png",
             rows,
-            cols,
+            shown_names,
             title="unbiased MI = MI - shuffled MI (nats)",
         ),
         plot_blocks(
@@ -921,6 +1144,8 @@ def _figures(out, env, matrices, columns, results, sub_c, line_c, cfg, effects=N
             line_c,
             fig_dir / "grid_clusters.png",
             title=f"{results['main'][3]['method']} clusters ({cfg.mode} mode)",
+            gen_cluster=gen_c,
+            storage_cluster=sto_c,
         ),
     ]
     for key, (fac, _, _, _) in results.items():
@@ -949,7 +1174,21 @@ def _figures(out, env, matrices, columns, results, sub_c, line_c, cfg, effects=N
 
 
 def _fmt_clusters(clusters) -> str:
+    if clusters and "generators" in clusters[0]:
+        return "\n".join(
+            f"| {i} | {c['substations']} | {c['lines']} | {c['generators']} | {c['storages']} |"
+            for i, c in enumerate(clusters)
+        )
     return "\n".join(f"| {i} | {c['substations']} | {c['lines']} |" for i, c in enumerate(clusters))
+
+
+def _clusters_header(clusters) -> list[str]:
+    if clusters and "generators" in clusters[0]:
+        return [
+            "| cluster | substations | lines | generators | storage units |",
+            "|---|---|---|---|---|",
+        ]
+    return ["| cluster | substations | lines |", "|---|---|---|"]
 
 
 def _area_row(name: str, a: dict) -> str:
@@ -1007,6 +1246,21 @@ def _areas_markdown(s: dict) -> list[str]:
     return out
 
 
+def _units_markdown(s: dict) -> list[str]:
+    """How the units were clustered (runs with unit columns only)."""
+    if "unit_columns" not in s:
+        return []
+    how = s["factorization_params"].get("unit_assignment", {})
+    return [
+        f"Actions explored: {', '.join(s['actions'])}; unit columns {', '.join(s['unit_columns'])} "
+        f"(applied values). Units clustered with the lines: {how.get('block') or 'none'}; by "
+        f"their effect on the clusters' lines: {how.get('effect') or 'none'}; with their "
+        f"substation (no effect above {how.get('significant_share')} of the strongest): "
+        f"{how.get('substation') or 'none'}.",
+        "",
+    ]
+
+
 def summary_markdown(s: dict) -> str:
     """Human-readable `summary.md`."""
     st = s["settings"]
@@ -1031,8 +1285,8 @@ def summary_markdown(s: dict) -> str:
         "",
         "## Clusters (factorization.json)",
         "",
-        "| cluster | substations | lines |",
-        "|---|---|---|",
+        *_units_markdown(s),
+        *_clusters_header(s["clusters"]),
         _fmt_clusters(s["clusters"]),
         "",
         "## Agreement (adjusted Rand index, 1 = identical)",
@@ -1055,7 +1309,9 @@ def summary_markdown(s: dict) -> str:
     lines += [
         "## Samples per controllable substation",
         "",
-        "| substation | transitions | episodes | terminal share |",
+        "| column | transitions | episodes | terminal share |"
+        if "unit_columns" in s
+        else "| substation | transitions | episodes | terminal share |",
         "|---|---|---|---|",
     ]
     for sub, n in s["samples"].items():
@@ -1080,12 +1336,7 @@ def summary_markdown(s: dict) -> str:
             )
             + "."
         )
-        lines += [
-            "",
-            "| cluster | substations | lines |",
-            "|---|---|---|",
-            _fmt_clusters(comp["clusters"]),
-        ]
+        lines += ["", *_clusters_header(comp["clusters"]), _fmt_clusters(comp["clusters"])]
     else:
         lines.append("No terminal transitions in the data (or comparison disabled).")
     lines += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---|"]
