@@ -250,10 +250,16 @@ class Decomposition:
                     box,
                 )
             )
-        self.owner = {s: i for i, cv in enumerate(self.clusters) for s in cv.controlled}
+        # the picker's substations: controlled ones with at least one topology in their
+        # cluster's set (a reduced set may have none for some: a turn there is a lost decision)
+        self.owner = {s: i for i, cv in enumerate(self.clusters) for s in cv.controlled
+                      if cv.action_set.mask(s)[1:].any()}  # fmt: skip
         self.controllable = sorted(self.owner)
         if topology and not self.controllable:
-            raise UserError("no cluster controls any substation (none has more than 3 elements)")
+            raise UserError(
+                "no cluster controls any substation (none has more than 3 elements"
+                + (" and an action in the action set)" if action_file is not None else ")")
+            )
         if self.continuous and not self.unit_clusters:
             raise UserError(f"no cluster owns a unit to control ({', '.join(self.continuous)})")
 

@@ -223,9 +223,9 @@ def _env_names(env) -> set[str]:
     except Exception:  # noqa: BLE001 - an env without a folder: its name only
         return names - {""}
     names.add(folder.name)
-    try:
-        source = json.loads((folder / "generation.json").read_text(encoding="utf-8"))["source"]
-        names.add(Path(str(source)).name)
+    try:  # the scenarios command records its --source in the settings
+        source = json.loads((folder / "generation.json").read_text(encoding="utf-8"))
+        names.add(Path(str(source["settings"]["source"])).name)
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return names - {""}

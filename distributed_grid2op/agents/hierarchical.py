@@ -214,8 +214,12 @@ class HierarchicalAgent(LoopAgent):
                          "thermal_limit": thermal_limits(env)}  # fmt: skip
 
     def _controller(self) -> Controller:
-        return Controller(self.env, self.decomposition.owner, danger=self.danger,
-                          rank_by=self.rank_by, reconnect=self.reconnect)  # fmt: skip
+        """The rules and picker; the picker skips substations left with no topology after
+        pruning (`prune`), whose turn could only be do-nothing."""
+        owner = {s: i for s, i in self.decomposition.owner.items()
+                 if self.action_mask(i, s)[1:].any()}  # fmt: skip
+        return Controller(self.env, owner, danger=self.danger, rank_by=self.rank_by,
+                          reconnect=self.reconnect)  # fmt: skip
 
     def set_rules(self, danger: float | None = None, reconnect: str | None = None):
         """Act from another danger threshold or reconnection rule (evaluation's options)."""
@@ -283,7 +287,9 @@ class HierarchicalAgent(LoopAgent):
         """Restrict each cluster to do-nothing and the given action indices (None: no pruning)."""
         if kept_actions is not None:
             kept_actions = [sorted({0, *map(int, k)}) for k in kept_actions]
-        self.kept_actions = kept_actions
+        if kept_actions != self.kept_actions:
+            self.kept_actions = kept_actions
+            self.controller = self._controller()
         return self
 
     def _top_k_choice(self, observation, cluster: int, x, mask) -> tuple[int, int]:
