@@ -81,7 +81,8 @@ def test_unknown_pretrained_name_is_a_one_line_error(name, tmp_path, capsys):
         pretrained.load(name)
 
 
-def test_export_ships_the_run_agent_byte_for_byte(tmp_path):
+def test_export_ships_the_run_agent_byte_for_byte(tmp_path, monkeypatch):
+    from experiments import pretrained as ship
     from experiments.pretrained import export
     from experiments.runs import config_hash, load_config
 
@@ -102,13 +103,31 @@ def test_export_ships_the_run_agent_byte_for_byte(tmp_path):
         {"run": f"distributed-s{cfg['seeds'][0]}-top0"},
     ]
     (run / "results.json").write_text(json.dumps({"evaluation": {"bundled": rows}}))
+    meta = json.loads((final / META_FILE).read_text())
+    meta["env"].update(env="/tmp/x/scenarios", env_path="/tmp/x/scenarios")  # as trained
+    (final / META_FILE).write_text(json.dumps(meta))
     target = export(run, "mine", config, dest=tmp_path / "dest", commit="abc")
-    for name in (META_FILE, WEIGHTS_FILE):
-        assert (target / name).read_bytes() == (final / name).read_bytes()
+    assert (target / WEIGHTS_FILE).read_bytes() == (final / WEIGHTS_FILE).read_bytes()
+    # agent.json: the same but for the training env, portable (no local folder)
+    shipped = json.loads((target / META_FILE).read_text())
+    assert "/tmp/x" not in (target / META_FILE).read_text() and shipped["env"]["env_path"] is None
+    command = ("python -m distributed_grid2op.scenarios --source l2rpn_case14_sandbox --n 400 "
+               "--steps 575 --seed 90566 --thermal-limit-scale 0.85 --out SCENARIOS")  # fmt: skip
+    assert shipped["env"]["env"] == command
+    assert {**shipped, "env": meta["env"]} == meta
     info = json.loads((target / pretrained.INFO_FILE).read_text())
+    assert "/tmp/x" not in (target / pretrained.INFO_FILE).read_text()  # the training folder
     assert info["training"]["git_commit"] == "abc" and info["thermal_limit_scale"] == 0.85
+    assert info["training"]["git_dirty"] is False and info["training"]["train_env"] == command
+    # a tree with uncommitted changes is refused, or shipped and recorded as such
+    monkeypatch.setattr(ship, "git_state", lambda: {"commit": "def", "dirty": True})
+    with pytest.raises(UserError, match="uncommitted changes.*--allow-dirty"):
+        export(run, "mine", config, dest=tmp_path / "dirty")
+    info = json.loads((export(run, "mine", config, dest=tmp_path / "dirty", allow_dirty=True)
+                       / pretrained.INFO_FILE).read_text())  # fmt: skip
+    assert (info["training"]["git_commit"], info["training"]["git_dirty"]) == ("def", True)
     assert [r["run"] for r in info["evaluation"]["bundled"]] == ["do-nothing", rows[2]["run"]]
     other = tmp_path / "other.toml"
     other.write_text(config.read_text().replace("episodes = 100", "episodes = 101"))
     with pytest.raises(UserError, match="was not made by"):
-        export(run, "mine", other, dest=tmp_path / "dest")
+        export(run, "mine", other, dest=tmp_path / "dest", commit="abc")
