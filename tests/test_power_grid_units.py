@@ -164,21 +164,23 @@ def test_a_unit_with_a_planted_effect_joins_the_cluster_of_the_lines_it_moves(st
     assert unbiased.shape == (n_line, n_sub + 2)
     assert unbiased[line_c == 1, n_sub + 1].min() > 0.5  # the planted dependence is found
     assert np.abs(unbiased[:, n_sub]).max() < 0.05  # and no other
-    significant = P.significant_units(unbiased, units, units.indices)
+    significant = P.significant_units(unbiased, units)
     assert significant == [n_sub + 1]
-    gen_c, sto_c, report = P.assign_units(storage_env, unbiased, sub_c, line_c, units, {},
-                                          significant)  # fmt: skip
+    strong_sub = unbiased.copy()
+    strong_sub[:, 3] = 100.0  # units are compared with units, not with topology effects
+    assert P.significant_units(strong_sub, units) == significant
+    gen_c, sto_c, report = P.assign_units(storage_env, unbiased, sub_c, line_c, units, significant)
     assert sto_c[0] == 1  # by its effect, not by its substation (cluster 0)
     assert gen_c[0] == sub_c[1] == 0  # no effect: its substation's cluster
     # generators without a column and storage 1 follow their substations
     np.testing.assert_array_equal(gen_c[1:], sub_c[type(storage_env).gen_to_subid[1:]])
     assert sto_c[1] == sub_c[type(storage_env).storage_to_subid[1]]
-    assert report == {"block": [], "effect": ["storage:0"], "substation": ["redispatch:0"]}
+    assert report == {"effect": ["storage:0"], "substation": ["redispatch:0"]}
 
 
-def test_without_substation_columns_units_are_clustered_with_the_lines(tmp_path, storage_env):
-    """No topology: the significant unit columns are the factorized columns; a unit whose
-    block keeps lines takes that block's cluster."""
+def test_without_substation_columns_the_units_columns_cluster_the_lines(tmp_path, storage_env):
+    """No topology: the significant unit columns are the factorized columns; each unit then
+    joins the cluster of the lines it moves, an insignificant one its substation's."""
     n_line, n_sub = int(storage_env.n_line), int(storage_env.n_sub)
     units = P.UnitColumns(("redispatch:0", "redispatch:5", "storage:1"), n_sub)
     m = np.zeros((n_line, n_sub + 3))
@@ -195,8 +197,10 @@ def test_without_substation_columns_units_are_clustered_with_the_lines(tmp_path,
     assert len(set(line_c[:8])) == 1 and len(set(line_c[8:])) == 1 and line_c[0] != line_c[8]
     gens = {g: c for c, cl in enumerate(doc["clusters"]) for g in cl["generators"]}
     assert gens[0] == line_c[0] and gens[5] == line_c[8]
+    sto = {u: c for c, cl in enumerate(doc["clusters"]) for u in cl["storages"]}
+    assert sto[1] == sub_c[type(storage_env).storage_to_subid[1]]
     how = doc["params"]["unit_assignment"]
-    assert how["block"] == ["redispatch:0", "redispatch:5"] and how["substation"] == ["storage:1"]
+    assert how["effect"] == ["redispatch:0", "redispatch:5"] and how["substation"] == ["storage:1"]
     assert doc["params"]["actions"] == ["redispatch"]
     load_factorization(write_json(tmp_path / "factorization.json", doc), env=storage_env)
 

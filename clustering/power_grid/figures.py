@@ -16,12 +16,13 @@ def _palette(n: int):
 
 
 def plot_grid_clusters(env, sub_cluster, line_cluster, path, title: str = "clusters",
-                       gen_cluster=None, storage_cluster=None) -> Path:  # fmt: skip
+                       gen_cluster=None, storage_cluster=None, decided=None) -> Path:  # fmt: skip
     """Write the grid layout with substation ``s`` filled with the colour of ``sub_cluster[s]``
     and line ``l`` drawn in the colour of ``line_cluster[l]``; substations that the data
-    decided (controllable ones) get a thick black outline. With ``gen_cluster`` and
-    ``storage_cluster`` (format 2), every generator (triangle) and storage unit (square) is
-    drawn in the colour of its cluster, with its id, and linked to its substation."""
+    decided (``decided``; default: the controllable ones) get a thick black outline. With
+    ``gen_cluster`` and ``storage_cluster`` (format 2), every generator (triangle) and storage
+    unit (square) is drawn in the colour of its cluster, with its id, and linked to its
+    substation."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -50,7 +51,7 @@ def plot_grid_clusters(env, sub_cluster, line_cluster, path, title: str = "clust
     colors = _palette(n_clusters)
     from distributed_grid2op.grid import controllable_substations
 
-    decided = set(controllable_substations(env))
+    decided = set(controllable_substations(env) if decided is None else decided)
 
     class _ClusterPlot(PlotMatplot):
         def draw_substation(self, figure, observation, sub_id, sub_name, pos_x, pos_y):
