@@ -91,7 +91,7 @@ class PipelineConfig:
     #: (relative) between successive shards; None: collect the whole sample budget.
     stop_tolerance: float | None = None
     #: What the explorative policy acts on (``topology`` and continuous kinds,
-    #: `agents.hierarchical.ACTION_KINDS`); None: `default_actions` of the env.
+    #: `agents.hierarchical.ACTION_KINDS`); None: the env's default (`resolve_actions`).
     actions: tuple[str, ...] | None = None
     #: Also run the method on data whose substation labels are shuffled (a control).
     shuffled_control: bool = True
@@ -1261,7 +1261,8 @@ def summary_markdown(s: dict) -> str:
         f"# Power-grid factorization: {s['env']}",
         "",
         f"Mode **{s['mode']}**, method **{s['method']}**, {st['n_samples']} transitions per "
-        f"substation ({st.get('actions_per_state', 1)} action(s) per state), k = {st['k']}, "
+        f"{'column' if 'unit_columns' in s else 'substation'} "
+        f"({st.get('actions_per_state', 1)} action(s) per state), k = {st['k']}, "
         f"{st['n_permutations']} shuffle(s) in the null, seed {st['seed']}, {st['workers']} worker(s), "
         f"thermal limits x {st['thermal_limit_scale']}, terminal transitions "
         f"{'dropped' if st['drop_terminal'] else 'kept'}.",
