@@ -109,3 +109,25 @@ def test_idf_dispatchable_forecasts_are_not_fitted_on_corrupt_source_rows():
     fc = out["prod_p_forecasted"].reshape(48, model.forecast_horizons_, -1)[:-1, 0]
     err = np.abs(fc - out["prod_p"][1:])[:, disp]
     assert err.mean() < 10.0, err.mean()  # was ~100 MW per dispatchable unit
+
+
+def test_idf2023_training_config_and_its_files_fit_the_118_bus_grid(monkeypatch):
+    from pathlib import Path
+
+    from experiments.runs import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # the config names its files relative to the repository root
+    cfg = load_config("training", "quick", "experiments/configs/training_idf2023_quick.toml")
+    train = cfg["train"]
+    assert cfg["scenarios"]["source"] == "l2rpn_idf_2023" and train["danger"] == 0.95
+    with quiet_grid2op():
+        env = make_env("l2rpn_idf_2023")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fact = load_factorization(train["factorization"], env=env)
+        af = load_action_file(train["action_set"], env)
+        dec = Decomposition(env, fact, action_file=af)
+        env.close()
+    assert [len(c.substations) for c in fact.clusters] == [38, 46, 34] and len(af) == 285
+    assert len(dec.controllable) == 47  # of 58 substations with more than 3 elements
