@@ -112,7 +112,7 @@ def test_export_ships_the_run_agent_byte_for_byte(tmp_path, monkeypatch):
     shipped = json.loads((target / META_FILE).read_text())
     assert "/tmp/x" not in (target / META_FILE).read_text() and shipped["env"]["env_path"] is None
     command = ("python -m distributed_grid2op.scenarios --source l2rpn_case14_sandbox --n 400 "
-               "--steps 575 --seed 90566 --thermal-limit-scale 0.85 --out SCENARIOS")  # fmt: skip
+               "--steps 575 --seed 90566 --thermal-limit-scale 0.85 --no-ramp-limits --out SCENARIOS")  # fmt: skip
     assert shipped["env"]["env"] == command
     assert {**shipped, "env": meta["env"]} == meta
     info = json.loads((target / pretrained.INFO_FILE).read_text())

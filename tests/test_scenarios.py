@@ -322,6 +322,13 @@ def test_multi_horizon_forecasts_and_maintenance_files_follow_the_source(tmp_pat
     assert len(loads) == 24 and len(fc) == 12 * 24
     env = make_env(str(out))
     try:
+        # the dispatchable schedule moves within the generators' ramps (not so before: up to
+        # 204 MW over a ramp in one step on 118-bus scenarios)
+        prod = pd.read_csv(folder / "prod_p.csv", sep=";")[[str(n) for n in env.name_gen]]
+        step = np.diff(prod.to_numpy(dtype=float), axis=0)[:, env.gen_redispatchable]
+        tol = 0.05 + 1e-6  # one written decimal on both rows
+        assert np.all(step <= env.gen_max_ramp_up[env.gen_redispatchable] + tol)
+        assert np.all(-step <= env.gen_max_ramp_down[env.gen_redispatchable] + tol)
         obs = env.reset()
         sim, _, done, info = obs.simulate(env.action_space({}), time_step=12)
         assert not done and not info["exception"]
@@ -330,3 +337,30 @@ def test_multi_horizon_forecasts_and_maintenance_files_follow_the_source(tmp_pat
         assert np.abs(sim.load_p - ahead).mean() < 0.2 * np.abs(ahead).mean()
     finally:
         env.close()
+
+
+def test_dispatchable_schedules_respect_ramps(source, model):
+    """Generated schedules of dispatchable generators move at most one ramp per step (grid2op
+    ends an episode that redispatches on a schedule that does not); the dispatchable total is
+    kept where the ramps allow; ``ramp_limits=False`` gives the unlimited schedule."""
+    disp = np.asarray(source.gen_dispatchable)
+    up, down = source.gen_ramp_up[disp], source.gen_ramp_down[disp]
+    tight = InjectionModel().fit(source)
+    tight.gen_ramps_ = (source.gen_ramp_up / 4, source.gen_ramp_down / 4)  # force the limits
+    loose = InjectionModel(ramp_limits=False).fit(source)
+    for m, (u, d) in ((model, (up, down)), (tight, (up / 4, down / 4))):
+        out = m.sample(600, np.random.default_rng(3))
+        step = np.diff(out["prod_p"][:, disp], axis=0)
+        assert np.all(step <= u + 1e-9) and np.all(-step <= d + 1e-9)
+    free = loose.sample(600, np.random.default_rng(3))
+    limited = tight.sample(600, np.random.default_rng(3))
+    np.testing.assert_array_equal(free["load_p"], limited["load_p"])  # same draw
+    np.testing.assert_array_equal(free["prod_p"][:, ~disp], limited["prod_p"][:, ~disp])
+    moved = np.abs(free["prod_p"][:, disp] - limited["prod_p"][:, disp]).sum(1)
+    assert moved[0] == 0 and moved.max() > 0  # the first row is free; the limits did bite
+    # the total is kept to within what the ramps cannot follow
+    gap = np.abs(free["prod_p"][:, disp].sum(1) - limited["prod_p"][:, disp].sum(1))
+    assert np.median(gap) < 1e-6
+    # forecasts follow the limited schedule of the rows they forecast
+    fc_free, fc_lim = free["prod_p_forecasted"], limited["prod_p_forecasted"]
+    assert np.abs(fc_lim[:, disp] - fc_free[:, disp]).max() > 0

@@ -50,6 +50,9 @@ class ScenariosConfig(Config):
     replay: int = option(20, "generated scenarios replayed with do-nothing in the validation",
                          parse=non_negative_int)  # fmt: skip
     no_validate: bool = option(False, "skip the do-nothing replay and report")
+    no_ramp_limits: bool = option(False, "keep dispatchable schedules that move faster than the "
+                                  "generators' ramps (how scenarios were made before ramp "
+                                  "limits; reproduces those sets)")  # fmt: skip
     workers: int = option(1, "parallel workers", cli=False, results=False)
     ray: str | None = option(None, "Ray address", cli=False, results=False)
     quiet: bool = option(False, "no progress bars", results=False)
@@ -68,7 +71,8 @@ def generate_from_config(config: ScenariosConfig, *, executor=None):
                         workers=executor.workers, executor=executor,
                         validate=not config.no_validate,
                         thermal_limit_scale=config.thermal_limit_scale, splits=config.splits,
-                        fmt=config.format, n_replay=config.replay, progress=not config.quiet)  # fmt: skip
+                        fmt=config.format, n_replay=config.replay, progress=not config.quiet,
+                        model_params={"ramp_limits": False} if config.no_ramp_limits else None)  # fmt: skip
     finally:
         if own:
             executor.close()

@@ -50,6 +50,9 @@ class SourceData:
     interval: timedelta
     gen_dispatchable: np.ndarray  # (n_gen,) bool, in gen_names order
     gen_pmax: np.ndarray  # (n_gen,) MW
+    #: (n_gen,) MW per step each, None when the env has no ramp data (no redispatching)
+    gen_ramp_up: np.ndarray | None = None
+    gen_ramp_down: np.ndarray | None = None
     gen_type: list[str] = field(default_factory=list)
     horizons: int = 1
     chronic_files: dict[str, str] = field(default_factory=dict)
@@ -175,6 +178,11 @@ def read_source(env, name: str, max_chronics: int | None = None) -> SourceData:
                 f"{env.get_path_env()}: {kind} and load_p have different lengths in a chronic"
             )
     pmax = np.asarray(env.gen_pmax, dtype=float)
+    ramps = (None, None)
+    if bool(getattr(env, "redispatching_unit_commitment_availble", False)):
+        ramps = tuple(
+            np.asarray(r, dtype=float) for r in (env.gen_max_ramp_up, env.gen_max_ramp_down)
+        )
     chronic_files = {
         fname: (folders[0] / fname).read_text(encoding="utf-8")
         for fname in CHRONIC_FILES
@@ -192,6 +200,8 @@ def read_source(env, name: str, max_chronics: int | None = None) -> SourceData:
         interval=max(set(intervals), key=intervals.count),
         gen_dispatchable=np.asarray(env.gen_redispatchable, dtype=bool),
         gen_pmax=pmax,
+        gen_ramp_up=ramps[0],
+        gen_ramp_down=ramps[1],
         gen_type=[str(t) for t in env.gen_type],
         horizons=horizons or 1,
         chronic_files=chronic_files,

@@ -148,6 +148,7 @@ def _progress(total, enabled, desc):
 
 
 def _settings_mismatch(old: dict, new: dict) -> list[str]:
+    old = {"ramp_limits": False, **old}  # folders written before ramp limits existed
     return [k for k in new if k in old and old[k] != new[k]]
 
 
@@ -225,7 +226,8 @@ def generate(
         "decimals": int(decimals),
         "max_source_chronics": max_source_chronics,
         "max_attempts": int(max_attempts),
-        "model_params": model_params,
+        "model_params": {k: v for k, v in model_params.items() if k != "ramp_limits"},
+        "ramp_limits": bool(model_params.get("ramp_limits", True)),
     }
     meta_path = out / METADATA
     old = {}
