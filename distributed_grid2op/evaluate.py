@@ -37,7 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with cli.executor_from_args(args, config.n_tasks()) as executor:
         result = run_evaluation(config, executor=executor)
     print(format_summary(result.runs))
-    print(f"wrote {result.out}/{{step_metrics,daily_summary,episode_summary,run_summary}}.csv")
+    names = "step_metrics,daily_summary,episode_summary,run_summary"
+    names += ",l2rpn_score" if result.l2rpn is not None else ""
+    print(f"wrote {result.out}/{{{names}}}.csv")
     return 0
 
 

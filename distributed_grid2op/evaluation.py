@@ -27,7 +27,9 @@ Outputs in ``out``:
 - ``episode_summary.csv``: one row per (run, episode), with the episode's ``total_cost``,
   ``cost_per_step`` (over the survived steps: an episode cut short costs less in total),
   ``redispatched_mwh`` and ``curtailed_mwh``.
-- ``run_summary.csv``: one row per run (see `summarize_runs`).
+- ``run_summary.csv``: one row per run (see `summarize_runs`); with ``l2rpn_score`` also
+  ``l2rpn_2023_score``, grid2op's own L2RPN 2023 score (`l2rpn_score.l2rpn_2023_score`, on a
+  copy of the env folder kept in ``l2rpn_2023/``), per episode in ``l2rpn_score.csv``.
 
 Step ``t`` (1-based) is the t-th ``env.step``; its row holds the observation after it.
 An episode has ``max_steps`` steps; ``survived_steps`` counts the steps completed without
@@ -583,6 +585,7 @@ class EvaluationResult:
     daily: pd.DataFrame
     episodes: pd.DataFrame
     runs: pd.DataFrame
+    l2rpn: pd.DataFrame | None = None  # grid2op's L2RPN 2023 score per (run, scenario)
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -626,6 +629,7 @@ def evaluate(
     action_set: str | Path | None = None,
     expert_budget: int | None = None,
     expert_revert: float | None = EXPERT_REVERT,
+    l2rpn_score: bool = False,
 ) -> EvaluationResult:
     """Play every run on the same (scenario, seed) plan and write the CSVs to ``out``.
 
@@ -637,7 +641,8 @@ def evaluate(
     ``expert_revert``: its revert level (`baselines.GreedyExpert`; None: never). ``workers``
     (None: the CPUs, capped by the episodes) or an ``executor`` of the execution layer.
     Episodes already on disk (same settings, see ``run_config.json``) are reused, so an
-    interrupted evaluation resumes where it stopped.
+    interrupted evaluation resumes where it stopped. ``l2rpn_score``: also grid2op's L2RPN
+    2023 score of every run (`score_l2rpn_2023`; `UserError` where it does not apply).
     """
     import grid2op
 
@@ -645,6 +650,10 @@ def evaluate(
     with quiet_grid2op():
         # the driver's own context: forked workers start with this env and these agents
         env = LOCAL.env(env_spec)
+        if l2rpn_score:
+            from distributed_grid2op.l2rpn_score import check_applies
+
+            check_applies(env, env_spec.name)
         split = scenarios or default_split(env)
         plan = plan_episodes(env, split, episodes, seed)
         rules = Rules(danger, reconnect, _action_text(action_set, env), expert_budget,
@@ -699,8 +708,48 @@ def evaluate(
     _write_csv(steps, out / "step_metrics.csv")
     _write_csv(daily, out / "daily_summary.csv")
     _write_csv(ep_table, out / "episode_summary.csv")
+    l2rpn = None
+    if l2rpn_score:
+        workers = getattr(executor, "workers", None) or workers or 1
+        l2rpn = score_l2rpn_2023(runs, env_spec, plan, rules, agent_files, out, max_steps,
+                                 workers)  # fmt: skip
+        summary = summary.merge(
+            l2rpn.groupby("run", sort=False)["score"].mean().rename("l2rpn_2023_score"),
+            left_on="run", right_index=True, how="left",
+        )  # fmt: skip
+        _write_csv(l2rpn, out / "l2rpn_score.csv")
     _write_csv(summary, out / "run_summary.csv")
-    return EvaluationResult(out, steps, daily, ep_table, summary)
+    return EvaluationResult(out, steps, daily, ep_table, summary, l2rpn)
+
+
+L2RPN_COLUMNS = ["run", "scenario_name", "seed", "max_steps", "survived_steps", "score",
+                 "operational", "assistant", "renewables"]  # fmt: skip
+
+
+def score_l2rpn_2023(runs, env_spec, plan, rules, agent_files, out, max_steps, workers=1):
+    """Grid2op's L2RPN 2023 score of every run on the plan's scenarios (each scenario once,
+    with the seed of its first episode), at the evaluation's settings; one row per (run,
+    scenario) (`L2RPN_COLUMNS`). The env copy with grid2op's references stays in
+    ``out/l2rpn_2023`` (a rerun with the same settings reuses it)."""
+    from functools import partial
+
+    from distributed_grid2op.l2rpn_score import l2rpn_2023_score
+
+    first = {}
+    for p in plan:
+        first.setdefault(p["scenario"], p["seed"])
+    agents = {r.name: partial(make_agent, r, rules=rules, files=agent_files.get(r.name))
+              for r in runs}  # fmt: skip
+    scores = l2rpn_2023_score(env_spec, agents, scenarios=list(first), seeds=list(first.values()),
+                              max_step=max_steps, workers=workers,
+                              work_dir=Path(out) / "l2rpn_2023")  # fmt: skip
+    rows = [
+        {"run": name, "scenario_name": sc, "seed": r["seeds"][i], "max_steps": r["max_steps"][i],
+         "survived_steps": r["survived_steps"][i],
+         **{c: r["episodes"][c][i] for c in ("score", "operational", "assistant", "renewables")}}
+        for name, r in scores.items() for i, sc in enumerate(r["scenario_names"])
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=L2RPN_COLUMNS)
 
 
 def _action_text(path, env) -> str | None:
@@ -732,9 +781,10 @@ def format_summary(runs: pd.DataFrame) -> str:
         "safe_steps_mean": "safe_steps", "decisions_mean": "decisions",
         "simulations_per_decision": "sims/decision", "decision_ms_per_decision": "ms/decision",
         "score": "score",
-        "score_vs_reconnect": "score_vs_rc", "game_over_causes": "game_overs",
+        "score_vs_reconnect": "score_vs_rc", "l2rpn_2023_score": "l2rpn2023",
+        "game_over_causes": "game_overs",
     }  # fmt: skip
-    t = runs[list(cols)].rename(columns=cols)
+    t = runs[[c for c in cols if c in runs]].rename(columns=cols)
     return t.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-")
 
 
@@ -804,6 +854,10 @@ class EvaluateConfig(Config):
                                          "when the simulation keeps max rho below it ('none': "
                                          "never)", parse=cli.optional_level)  # fmt: skip
     backend: str = option("lightsim", "power-flow backend", choices=("lightsim", "pandapower"))
+    l2rpn_score: bool = option(False, "also grid2op's L2RPN 2023 score of every run "
+                               "(l2rpn_idf_2023 and scenario folders generated from it; at "
+                               "the --thermal-limit-scale given): l2rpn_score.csv and an "
+                               "l2rpn_2023_score column in run_summary.csv")  # fmt: skip
     workers: int | None = option(None, "parallel workers", cli=False, results=False)
     ray: str | None = option(None, "Ray address", cli=False, results=False)
     progress: bool = option(True, "progress bar", results=False)
@@ -838,7 +892,8 @@ def run_evaluation(config: EvaluateConfig, *, executor: Executor | None = None) 
                         danger=config.danger, executor=executor, progress=config.progress,
                         reconnect=config.reconnect, action_set=config.action_set,
                         expert_budget=config.expert_budget,
-                        expert_revert=config.expert_revert)  # fmt: skip
+                        expert_revert=config.expert_revert,
+                        l2rpn_score=config.l2rpn_score)  # fmt: skip
     finally:
         if own:
             executor.close()
