@@ -29,8 +29,10 @@ dispatch that cannot follow is a game over. `legal_action` moves the cluster's c
 limits and storage set-points back towards their current values (the limits in force, the
 power each storage unit makes now within its legal range: the least change; one factor for
 all of them) until the extra generation they need is within ``MARGIN_SHARE`` of what the
-running dispatchable generators can still ramp (the rest is left for the load change of the
-step). Scaling storage back towards 0 MW instead would stop a discharging unit at once and
+running dispatchable generators can still ramp beyond the move their own schedule makes at
+the next step (`dispatch_margin`, from the forecast; the rest is left for forecast errors):
+on generated ``l2rpn_idf_2023`` scenarios whose schedule ramped down at nearly full speed, a
+storage discharge of 16 MW that fitted the bare ramps ended the episode. Scaling storage back towards 0 MW instead would stop a discharging unit at once and
 put its power on the generators: measured on ``educ_case14_storage``, a game over of the
 dispatch (``ImpossibleRedispatching``) when two units producing 12 MW were set to 0. It does so
 whatever the env's ``LIMIT_INFEASIBLE_CURTAILMENT_STORAGE_ACTION``: grid2op's own limiter
@@ -47,6 +49,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from grid2op.Exceptions import NoForecastAvailable
 from gymnasium import spaces
 
 from distributed_grid2op.action_sets import ACTION_SETS, ActionSet
@@ -135,15 +138,38 @@ def storage_bounds(obs, losses: bool = True) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+def schedule_move(obs) -> np.ndarray:
+    """Expected change (MW) of each dispatchable generator's schedule (its production without
+    redispatch, ``gen_p - actual_dispatch``) at the next step, from the observation's forecast
+    of horizon 1; 0 for the others and when the observation has no forecast. Shape (n_gen,)."""
+    cls = type(obs)
+    zero = np.zeros(cls.n_gen)
+    get = getattr(obs, "get_forecasted_inj", None)
+    if get is None:
+        return zero
+    try:
+        forecast = np.asarray(get(time_step=1)[0], dtype=float)
+    except NoForecastAvailable:
+        return zero
+    if forecast.shape != zero.shape:
+        return zero
+    scheduled = np.asarray(obs.gen_p, dtype=float) - np.asarray(obs.actual_dispatch, dtype=float)
+    move = forecast - scheduled
+    return np.where(cls.gen_redispatchable & np.isfinite(move), move, 0.0)
+
+
 def dispatch_margin(obs) -> tuple[float, float]:
-    """How much the running dispatchable generators can still move this step, in MW:
-    ``(down <= 0, up >= 0)``, summed over generators, within ramps and pmin / pmax."""
+    """How much extra generation the running dispatchable generators can still give at the
+    next step, in MW: ``(down, up)``, summed over generators, within their ramps and
+    pmin / pmax, beyond what their own schedule already moves them (`schedule_move`: a
+    schedule that ramps down at full speed leaves no room to take more generation off)."""
     cls = type(obs)
     p = np.asarray(obs.gen_p, dtype=float)
     on = cls.gen_redispatchable & (p > OFF_MW)
-    up = np.minimum(cls.gen_max_ramp_up, cls.gen_pmax - p)[on]
-    down = np.maximum(-cls.gen_max_ramp_down, np.minimum(cls.gen_pmin - p, 0.0))[on]
-    return float(np.sum(np.minimum(down, 0.0))), float(np.sum(np.maximum(up, 0.0)))
+    move = schedule_move(obs)
+    up = np.maximum(np.minimum(cls.gen_max_ramp_up, cls.gen_pmax - p), 0.0) - move
+    down = np.minimum(np.maximum(-cls.gen_max_ramp_down, cls.gen_pmin - p), 0.0) - move
+    return float(np.sum(down[on])), float(np.sum(up[on]))
 
 
 def curtailed_mw(obs, limits: np.ndarray | None = None) -> np.ndarray:

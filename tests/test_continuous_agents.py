@@ -418,6 +418,8 @@ def test_storage_is_scaled_back_towards_its_current_power_not_to_zero(storage_en
     obs.gen_p[g] = cls.gen_pmax[g] - 1.0  # 1 MW of headroom each
     obs.storage_charge = cls.storage_Emax / 2
     obs.storage_power = -np.array([4.0, 8.0])  # discharging 12 MW
+    flat = obs.gen_p - obs.actual_dispatch  # the schedule does not move at the next step
+    obs.get_forecasted_inj = lambda time_step=1: (flat, None, None, None)
     up = MARGIN_SHARE * dispatch_margin(obs)[1]
     assert up < 12.0
     units = np.arange(cls.n_storage)
@@ -425,3 +427,29 @@ def test_storage_is_scaled_back_towards_its_current_power_not_to_zero(storage_en
     p = legal.storage[1]
     assert np.all(p < 0) and np.all(p >= obs.storage_power)  # still discharging, less
     assert float(np.sum(p - obs.storage_power)) <= up + 1e-6  # the extra need fits the margin
+
+
+def test_margin_leaves_out_what_the_schedule_itself_ramps(storage_env):
+    """A schedule that ramps its generators down at full speed at the next step leaves no
+    room to take more generation off them: a storage discharge (generation the dispatch must
+    remove) is scaled back to the units' current power; with a flat schedule it is granted."""
+    from distributed_grid2op.continuous import UnitValues, dispatch_margin, legal_action
+
+    cls = type(storage_env)
+    obs = storage_env.reset(options={"time serie id": 0}).copy()
+    g = cls.gen_redispatchable & (obs.gen_p > 1.0)
+    scheduled = obs.gen_p - obs.actual_dispatch
+    obs.storage_charge = cls.storage_Emax / 2
+    obs.storage_power = np.zeros(cls.n_storage)
+    units = np.arange(cls.n_storage)
+    ask = UnitValues(storage=(units, [-5.0, -5.0]))  # discharge 10 MW
+    obs.get_forecasted_inj = lambda time_step=1: (scheduled, None, None, None)
+    flat_down, _ = dispatch_margin(obs)
+    _, granted = legal_action(storage_env.action_space, obs, ask)
+    falling = np.where(g, scheduled - cls.gen_max_ramp_down, scheduled)
+    obs.get_forecasted_inj = lambda time_step=1: (falling, None, None, None)
+    down, up = dispatch_margin(obs)
+    _, held = legal_action(storage_env.action_space, obs, ask)
+    assert flat_down < -10.0 and abs(down) < 1e-6 and up > 0  # the ramp-down room is used up
+    np.testing.assert_allclose(granted.storage[1], [-5.0, -5.0])
+    np.testing.assert_allclose(held.storage[1], [0.0, 0.0], atol=1e-9)
