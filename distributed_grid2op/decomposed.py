@@ -369,10 +369,10 @@ class DecomposedAECEnv(_AgentSpaces, AECEnv):
         danger: float = DEFAULT_DANGER,
         rank_by: str = "max",
         scenarios=None,
+        reconnect: str = DEFAULT_RECONNECT,
     ):
-        self.episodes = _Episodes(
-            env, decomposition, danger=danger, rank_by=rank_by, scenarios=scenarios
-        )
+        self.episodes = _Episodes(env, decomposition, danger=danger, rank_by=rank_by,
+                                  scenarios=scenarios, reconnect=reconnect)  # fmt: skip
         self.loop = self.episodes.loop
         self.dec = decomposition
         self.possible_agents = decomposition.names
@@ -457,15 +457,15 @@ class CentralizedGymEnv(gym.Env):
         danger: float = DEFAULT_DANGER,
         rank_by: str = "max",
         scenarios=None,
+        reconnect: str = DEFAULT_RECONNECT,
     ):
         if len(decomposition.clusters) != 1:
             raise UserError(
                 f"the gymnasium view needs one cluster, got {len(decomposition.clusters)}; "
                 "use factorization.centralized()"
             )
-        self.episodes = _Episodes(
-            env, decomposition, danger=danger, rank_by=rank_by, scenarios=scenarios
-        )
+        self.episodes = _Episodes(env, decomposition, danger=danger, rank_by=rank_by,
+                                  scenarios=scenarios, reconnect=reconnect)  # fmt: skip
         self.loop = self.episodes.loop
         self.cluster = decomposition.clusters[0]
         self.observation_space = spaces.Box(-np.inf, np.inf, (self.cluster.n_features,), np.float32)

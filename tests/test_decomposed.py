@@ -251,3 +251,16 @@ def test_bad_factorization_file(env, tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(UserError, match=message):
         Decomposition(env, load_factorization(path, env=env))
+
+
+def test_views_play_the_default_reconnection_rule_unless_told(env, dec):
+    """The env views run the rules of the agents: `DEFAULT_RECONNECT` unless a rule is given;
+    a bad rule is refused."""
+    from distributed_grid2op.loop import DEFAULT_RECONNECT
+
+    assert DecomposedAECEnv(env, dec).loop.controller.reconnect == DEFAULT_RECONNECT
+    assert DecomposedAECEnv(env, dec, reconnect="safe").loop.controller.reconnect == "safe"
+    one = Decomposition(env, load_factorization(None, env=env).centralized())
+    assert CentralizedGymEnv(env, one, reconnect="none").loop.controller.reconnect == "none"
+    with pytest.raises(UserError, match="reconnection rule"):
+        DecomposedAECEnv(env, dec, reconnect="always")
