@@ -364,3 +364,13 @@ def test_dispatchable_schedules_respect_ramps(source, model):
     # forecasts follow the limited schedule of the rows they forecast
     fc_free, fc_lim = free["prod_p_forecasted"], limited["prod_p_forecasted"]
     assert np.abs(fc_lim[:, disp] - fc_free[:, disp]).max() > 0
+
+
+def test_net_load_steps_are_what_the_dispatch_must_follow():
+    """The validation's step-change statistic: |change| of loads minus renewables per step."""
+    from distributed_grid2op.scenarios.validate import _net_load_steps
+
+    data = [{"load_p": np.array([[6.0, 4.0], [7.0, 5.0], [6.0, 5.0]]),
+             "prod_p": np.array([[1.0, 50.0], [1.0, 60.0], [3.0, 40.0]])}]  # fmt: skip
+    renewable = np.array([True, False])  # the dispatchable column does not count
+    np.testing.assert_allclose(_net_load_steps(data, renewable), [2.0, 3.0])

@@ -75,6 +75,14 @@ def _corr(series: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+def _net_load_steps(data: list[dict], renewable: np.ndarray) -> np.ndarray:
+    """|change| from one step to the next of the net load (sum of loads minus sum of
+    renewables, MW) over every chronic: what the dispatchable generators must follow, within
+    their ramps, once an agent redispatches, curtails or uses storage."""
+    steps = [np.abs(np.diff(d["load_p"].sum(1) - d["prod_p"][:, renewable].sum(1))) for d in data]
+    return np.concatenate(steps) if steps else np.zeros(1)
+
+
 def compare_statistics(
     src: list[dict], src_times, gen: list[dict], gen_times, renewable: np.ndarray
 ) -> dict:
@@ -93,6 +101,7 @@ def compare_statistics(
     acf_s, acf_g = _acf1(s, src_times, ms), _acf1(g, gen_times, mg)
     cs, cg = _corr(s), _corr(g)
     off = ~np.eye(len(cs), dtype=bool) & np.isfinite(cs) & np.isfinite(cg)
+    step_s, step_g = _net_load_steps(src, renewable), _net_load_steps(gen, renewable)
     return {
         "hourly_mean_rel_error_loads": float(np.nanmean(rel)),
         "hourly_mean_rel_error_loads_max": float(np.nanmax(rel)),
@@ -105,6 +114,10 @@ def compare_statistics(
         "acf1_abs_error_mean": float(np.nanmean(np.abs(acf_s - acf_g))),
         "corr_abs_error_mean": float(np.mean(np.abs(cs - cg)[off])) if off.any() else 0.0,
         "corr_abs_error_max": float(np.max(np.abs(cs - cg)[off])) if off.any() else 0.0,
+        "net_load_step_p50_source": float(np.percentile(step_s, 50)),
+        "net_load_step_p50_generated": float(np.percentile(step_g, 50)),
+        "net_load_step_p95_source": float(np.percentile(step_s, 95)),
+        "net_load_step_p95_generated": float(np.percentile(step_g, 95)),
         "_arrays": {
             "ms": ms,
             "ss": ss,
@@ -412,6 +425,7 @@ Generated: {len(names)} scenarios in `{env_dir}`.
 | overall mean (loads + renewables), mean relative error | {stats["overall_mean_rel_error"]:.2%} |
 | lag-1 autocorrelation around the hourly mean, source / generated | {stats["acf1_source_mean"]:.3f} / {stats["acf1_generated_mean"]:.3f} (mean abs error {stats["acf1_abs_error_mean"]:.3f}) |
 | cross-correlation matrix (loads + renewables), mean / max abs error | {stats["corr_abs_error_mean"]:.3f} / {stats["corr_abs_error_max"]:.3f} |
+| step-to-step change of the net load (loads - renewables), median / 95th percentile, source vs generated | {stats["net_load_step_p50_source"]:.1f} / {stats["net_load_step_p95_source"]:.1f} MW vs {stats["net_load_step_p50_generated"]:.1f} / {stats["net_load_step_p95_generated"]:.1f} MW |
 
 ## Do-nothing survival (grid2op + lightsim2grid, default parameters)
 
