@@ -114,8 +114,12 @@ def cost_reward(obs, next_obs, weights: dict[str, float] | None = None) -> float
 
 
 def transition_reward(obs, next_obs, game_over: bool, weights: dict[str, float] | None = None,
-                      game_over_cost: float = GAME_OVER_COST) -> float:  # fmt: skip
+                      game_over_cost: float = GAME_OVER_COST, *,
+                      terms: dict[str, float] | None = None) -> float:  # fmt: skip
     """The continuous agents' reward of the step from ``obs`` to ``next_obs``:
     ``cost_reward(obs, next_obs, weights)``, or ``-game_over_cost`` when the step ended in a
-    game over (its observation holds no grid state)."""
-    return -float(game_over_cost) if game_over else cost_reward(obs, next_obs, weights)
+    game over (its observation holds no grid state). ``terms``: the step's `step_costs` when
+    the caller already has them."""
+    if game_over:
+        return -float(game_over_cost)
+    return -total_cost(step_costs(obs, next_obs) if terms is None else terms, weights)

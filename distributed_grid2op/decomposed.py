@@ -505,7 +505,8 @@ class DecomposedParallelEnv(_AgentSpaces, ParallelEnv):
     agent's topology learners. Every agent gets the step's `cost.transition_reward`
     (``-sum_k weight_k * term_k``; ``-game_over_cost`` for the step that ends in a game over).
     ``infos[agent]`` carry the step's ``"decision"`` (``""``, ``"reconnect"`` or the topology
-    policy's), ``"costs"`` (`cost.step_costs`) and ``"illegal"`` (grid2op refused the action).
+    policy's), ``"costs"`` (`cost.step_costs`; NaN after a game over) and ``"illegal"``
+    (grid2op refused the action).
     """
 
     metadata = {"render_modes": [], "name": "decomposed_units_v0"}
@@ -572,10 +573,12 @@ class DecomposedParallelEnv(_AgentSpaces, ParallelEnv):
         else:
             topo, decision = what.action, what.decision
         self.loop.step(topo + action, decision, units={"actions": choices})
-        after, done = self.loop.obs, self.loop.done
-        reward = cost.transition_reward(before, after, self.loop.terminated, self.weights,
-                                        self.game_over_cost)  # fmt: skip
-        info = {"decision": decision.agent, "costs": cost.step_costs(before, after),
+        after, done, over = self.loop.obs, self.loop.done, self.loop.terminated
+        # a game-over observation holds no grid state: no cost terms (NaN, as step_metrics)
+        terms = dict.fromkeys(cost.TERMS, np.nan) if over else cost.step_costs(before, after)
+        reward = cost.transition_reward(before, after, over, self.weights, self.game_over_cost,
+                                        terms=terms)  # fmt: skip
+        info = {"decision": decision.agent, "costs": terms,
                 "illegal": bool(self.loop.info.get("is_illegal", False))}  # fmt: skip
         agents = self.agents
         out = (
