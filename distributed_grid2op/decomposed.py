@@ -130,9 +130,15 @@ class ClusterView:
         x = np.asarray(obs_vect, dtype=np.float32)[self.obs_index] / self.obs_scale
         return np.nan_to_num(x, nan=0.0, posinf=10.0, neginf=-10.0)
 
-    def action_mask(self, substation: int = -1) -> np.ndarray:
-        """Do-nothing plus the actions on ``substation`` (all actions if -1)."""
-        return self.action_set.mask(substation)
+    def action_mask(self, substation: int = -1, cooldown=None) -> np.ndarray:
+        """Do-nothing plus the actions on ``substation`` (all actions if -1), without those on
+        substations in cooldown when ``cooldown`` (``obs.time_before_cooldown_sub``) is given."""
+        mask = self.action_set.mask(substation)
+        if cooldown is not None:
+            subs = self.action_substation
+            free = np.asarray(cooldown)[np.maximum(subs, 0)] == 0
+            mask = mask & (free | (subs < 0))
+        return mask
 
 
 def _attribute_slices(env) -> dict[str, tuple[int, int]]:

@@ -19,8 +19,11 @@ Per grid step the `Controller` (the hierarchical rules) says what happens:
    topology changes made in danger do not pile up (`grid.revert_action`);
 3. do nothing while max rho < the danger threshold (a `Rule` step, the picker queue empties);
 4. otherwise it is a decision: the CAPA-style picker names a `Turn` (the cluster owning the
-   most loaded substation not in cooldown, and that substation), or the whole grid for a
-   policy without clusters (the expert).
+   most loaded substation not in cooldown, and that substation), or with ``scope="cluster"``
+   the cluster alone (the clusters in the order of their most loaded substation, each then
+   choosing among the topologies of all its substations), or with ``scope="grid"`` every
+   cluster at once (each proposes from all its substations, the agent arbitrates), or the
+   whole grid for a policy without clusters (the expert).
 
 On top of whatever the rules or a decision play, continuous agents may act at every step
 (redispatch, curtailment, storage set-points): the loop's ``every_step`` policy (a trained
@@ -81,15 +84,23 @@ class Decision:
     logp: float = 0.0
     value: float = 0.0
     simulations: int = 0  # obs.simulate calls made to decide
+    #: a grid turn (``scope="grid"``): every cluster's proposal, one dict per cluster with
+    #: ``features``, ``mask``, ``action``, ``logp``, ``value`` (what its learner needs)
+    proposals: list | None = field(default=None, repr=False)
 
     def record(self) -> dict:
         """The three fields written to step metrics."""
         return {"agent": self.agent, "action_id": self.action_id, "substation": self.substation}
 
 
+#: what a picker's turn covers: one substation (the CAPA picker) or a whole cluster
+SCOPES = ("substation", "cluster", "grid")
+
+
 @dataclass(frozen=True)
 class Turn:
-    """A decision is due: ``cluster`` decides for ``substation`` (-1, -1: the whole grid)."""
+    """A decision is due: ``cluster`` decides for ``substation`` (-1, -1: the whole grid;
+    ``cluster``, -1: every substation of the cluster)."""
 
     cluster: int = -1
     substation: int = -1
@@ -137,10 +148,15 @@ class Controller:
             (or is no worse than doing nothing).
         revert: the max rho below which split substations are brought back to their reference
             topology (None: never, the default of trained agents).
+        scope: ``"substation"`` (default): a turn names a substation and its cluster;
+            ``"cluster"``: a turn names a cluster only; ``"grid"``: a turn is every cluster's
+            (``Turn()``, while a controllable substation is out of cooldown) (`SCOPES`).
 
     The picker keeps a CAPA queue: when it is empty (or after a safe step) it is refilled
     with the controllable substations in priority order, and each danger step pops the next
-    one that is not in cooldown, so that every substation gets its chance in turn.
+    one that is not in cooldown, so that every substation gets its chance in turn. With
+    ``scope="cluster"`` the queue holds clusters, ranked by their most loaded substation, and
+    a cluster gets a turn while one of its substations is out of cooldown.
     """
 
     def __init__(
@@ -153,6 +169,7 @@ class Controller:
         reconnect: str | bool = "safe",
         safe_level: float = DEFAULT_DANGER,
         revert: float | None = None,
+        scope: str = "substation",
     ):
         if not danger > 0:
             raise UserError(f"danger threshold must be > 0, got {danger}")
@@ -170,6 +187,9 @@ class Controller:
         if revert is not None and not 0 < float(revert) <= float(danger):
             raise UserError(f"revert level must be in (0, danger={danger}], got {revert}")
         self.revert = None if revert is None else float(revert)
+        if scope not in SCOPES:
+            raise UserError(f"picker scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+        self.scope = scope
         keys = getattr(getattr(env.action_space, "actionClass", None), "authorized_keys", None)
         self.can_reconnect = keys is None or "set_line_status" in keys
         self.queue: list[int] = []
@@ -197,12 +217,22 @@ class Controller:
         if self.owner is None:
             return Turn()
         cooldown = np.asarray(obs.time_before_cooldown_sub)
+        if self.scope == "grid":
+            if (cooldown[self.controllable] == 0).any():
+                return Turn()
+            return Rule(self.env.action_space(), Decision())
         for _ in range(2):
             while self.queue:
                 s = self.queue.pop(0)
-                if cooldown[s] == 0:
+                if self.scope == "cluster":  # s is a cluster: a turn while one of its is free
+                    if any(cooldown[t] == 0 for t in self.controllable if self.owner[t] == s):
+                        return Turn(s, -1)
+                elif cooldown[s] == 0:
                     return Turn(self.owner[s], s)
-            self.queue = rank_substations(obs, self.controllable, self.env, self.rank_by)
+            ranked = rank_substations(obs, self.controllable, self.env, self.rank_by)
+            if self.scope == "cluster":
+                ranked = list(dict.fromkeys(self.owner[s] for s in ranked))
+            self.queue = ranked
         return Rule(self.env.action_space(), Decision())  # every substation in cooldown
 
     def _reconnection(self, obs) -> Rule | None:

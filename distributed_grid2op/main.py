@@ -28,7 +28,7 @@ from distributed_grid2op.envs import EnvSpec
 from distributed_grid2op.errors import UserError
 from distributed_grid2op.execution import Executor
 from distributed_grid2op.io import ensure_writable_dir
-from distributed_grid2op.loop import DEFAULT_RECONNECT, RECONNECT_RULES
+from distributed_grid2op.loop import DEFAULT_RECONNECT, RECONNECT_RULES, SCOPES
 from distributed_grid2op.training import Trainer
 
 PROG = "python -m distributed_grid2op.main"
@@ -129,6 +129,15 @@ class TrainConfig(Config):
                             "tripped on overload left out), safe (simulated first), first "
                             "(the first legal line, unchecked) or none",
                             choices=RECONNECT_RULES)  # fmt: skip
+    scope: str = option("substation", "what a decision covers: the picked substation's "
+                        "topologies, or every topology of the picked cluster (cluster: the "
+                        "imitation teacher is then the reduced-set expert's search within the "
+                        "cluster)", choices=SCOPES, results=False)  # fmt: skip
+    revert: float | None = option(None, "below this max rho, split substations go back to "
+                                  "their reference topology (default: never)",
+                                  parse=cli.danger_threshold, results=False)  # fmt: skip
+    expert_budget: int = option(100, "simulations per imitation label with --scope cluster",
+                                parse=cli.positive_int, results=False)  # fmt: skip
     top_k: int = option(0, "at evaluation, simulate the K most probable actions and keep the "
                         "safest (0: the policy alone)", parse=cli.non_negative_int)  # fmt: skip
     action_set: str | None = option(None, "a reduced action set (actions.json of "
@@ -182,6 +191,15 @@ class TrainConfig(Config):
         self.cost_weights = _weights(self.cost_weights)
         return self
 
+    def scope_options(self) -> dict:
+        """The decision-scope options when any differs from its default (else {}: the resume
+        check of a run made before they existed stays what it was)."""
+        keys = ("scope", "revert", "expert_budget")
+        default = TrainConfig()
+        if all(getattr(self, k) == getattr(default, k) for k in keys):
+            return {}
+        return {k: getattr(self, k) for k in keys}
+
     def continuous_options(self) -> dict:
         """The continuous-control options when any differs from its default (else {}: the
         resume check of a topology-only run stays what it was before continuous control)."""
@@ -226,6 +244,7 @@ class TrainConfig(Config):
         out.update({f"{self.learner}_{k}": v for k, v in full.items()})
         assert set(hyper) <= set(full)
         out.update(self.continuous_options())
+        out.update(self.scope_options())
         return out
 
     def learner_hyperparameters(self):
@@ -274,6 +293,7 @@ def train(config: TrainConfig, *, executor: Executor | None = None, run_info: di
         spec=spec, action_file=action_file, reconnect=config.reconnect, actions=config.actions,
         unit_learner=config.unit_learner, unit_config=config.unit_hyperparameters(),
         cost_weights=config.cost_weights, game_over_cost=config.game_over_cost,
+        scope=config.scope, revert=config.revert, expert_budget=config.expert_budget,
     )  # fmt: skip
     info = {**(run_info or {}), "config": config.to_dict(), "env_spec": spec.to_dict(),
             "split": ",".join(config.scenarios)}  # fmt: skip

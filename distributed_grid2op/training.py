@@ -115,7 +115,7 @@ def run_episode(
     clusters = agent.decomposition.clusters
     trajs = [{k: [] for k in TRAJECTORY_KEYS} for _ in clusters]
     scores: list[list[np.ndarray]] = [[] for _ in clusters]  # expert's simulated max rho
-    tally = {"safe_steps": None, "total": 0.0, "reconnections": 0, "unit_reward": 0.0}
+    tally = {"safe_steps": None, "total": 0.0, "reconnections": 0, "unit_reward": 0.0, "turns": 0}
     unit_clusters = [clusters[i] for i in agent.unit_clusters]
     units = [{k: [] for k in TRANSITION_KEYS} for _ in unit_clusters]
 
@@ -149,6 +149,28 @@ def run_episode(
     while not loop.done:
         obs, turn = loop.obs, loop.pending
         action, d = agent.decide(obs, turn, deterministic=False, rng=rng)
+        tally["turns"] += 1
+        if d.proposals is not None:  # a grid turn: every cluster's proposal is a decision
+            if mode in ("expert", "dagger"):
+                labels, grid_scores, _ = agent.grid_expert(obs)
+                for p in d.proposals:
+                    p["action"], p["logp"] = labels[p["cluster"]], 0.0
+                    scores[p["cluster"]].append(grid_scores[p["cluster"]])
+                if mode == "expert":
+                    acting = [p for p in d.proposals if p["action"] != 0]
+                    action = agent.action_space({})
+                    if acting:
+                        c = acting[0]["cluster"]
+                        action = clusters[c].action_set.to_grid2op(acting[0]["action"], obs)
+                        d.action_id, d.cluster, d.agent = acting[0]["action"], c, clusters[c].name
+                        d.substation = int(clusters[c].action_substation[acting[0]["action"]])
+            for p in d.proposals:
+                for k, v in zip(TRAJECTORY_KEYS, (p["features"], p["mask"], p["action"], p["logp"],
+                                                  p["value"], 0.0)):  # fmt: skip
+                    trajs[p["cluster"]][k].append(v)
+            loop.apply(action, d)
+            loop.advance()
+            continue
         i, a, logp = d.cluster, d.action_id, d.logp
         if mode in ("expert", "dagger"):  # dagger: the policy acts, the expert labels
             sc = agent.expert_scores(obs, i, turn.substation)
@@ -166,7 +188,7 @@ def run_episode(
         "scenario": int(scenario), "seed": int(seed), "start": int(start),
         "survived_steps": steps - int(loop.terminated), "max_steps": max_steps,
         "safe_steps": steps if safe is None else safe, "total_reward": round(tally["total"], 6),
-        "decisions": sum(len(t["actions"]) for t in trajs),
+        "decisions": tally["turns"],
         "reconnections": int(tally["reconnections"]),
     }  # fmt: skip
     for c, t in zip(clusters, trajs):

@@ -162,3 +162,76 @@ def test_top_k_simulation_keeps_the_safest_candidate(env):
         agent.action_mask(int(d["agent"][-1]), d["substation"]),
     )
     assert d["action_id"] == 0 or d["action_id"] in np.argsort(-probs)[:5]
+
+
+def _first_turn(agent, env, scenario=0, steps=200):
+    """Play the agent's rules from the start of ``scenario`` until its first turn:
+    ``(observation, Turn)`` (or the last rule if none comes within ``steps``)."""
+    obs = env.reset(options={"time serie id": scenario})
+    agent.reset(obs)
+    for _ in range(steps):
+        what = agent.controller.decide(obs)
+        if isinstance(what, Turn):
+            break
+        obs, *_ = env.step(what.action)
+    return obs, what
+
+
+def test_cluster_scope_agent(env, tmp_path):
+    """``scope="cluster"``: the picked cluster chooses among all its substations' topologies
+    out of cooldown; its teacher simulates do-nothing and at most ``expert_budget`` - 1 of
+    them, the best of which is its label; scope, revert and budget survive save/load."""
+    agent = HierarchicalAgent(env, seed=3, scope="cluster", revert=0.8, expert_budget=6)
+    obs, what = _first_turn(agent, env)
+    assert isinstance(what, Turn) and what.substation == -1
+    cv = agent.decomposition.clusters[what.cluster]
+    action, d = agent.decide(obs, what)
+    assert (d.mask == cv.action_mask(-1, obs.time_before_cooldown_sub)).all()
+    assert d.substation == cv.action_substation[d.action_id]
+    assert len(set(cv.action_substation[d.mask][1:])) > 1  # more than one substation to choose
+    scores = agent.expert_scores(obs, what.cluster, -1)
+    assert np.isfinite(scores).sum() <= 6 and np.isfinite(scores[0])
+    label = agent.expert_choice(obs, what.cluster, -1, scores)
+    assert scores[label] == pytest.approx(np.min(scores))
+    agent.save(tmp_path / "c")
+    loaded = load_agent(tmp_path / "c", env)
+    assert (loaded.scope, loaded.revert, loaded.expert_budget) == ("cluster", 0.8, 6)
+    assert loaded.controller.scope == "cluster" and loaded.controller.revert == 0.8
+    assert "scope" not in HierarchicalAgent(env).metadata()  # substation-scope agents unchanged
+
+
+def test_grid_scope_agent_proposals_and_teacher(env):
+    """``scope="grid"``: every cluster proposes at a danger step; the acting one is the
+    proposer least inclined to do nothing; the teacher labels one cluster at most (the
+    owner of the whole-grid search's choice) and trains every cluster on each turn."""
+    from distributed_grid2op.training import run_episode
+
+    agent = HierarchicalAgent(env, seed=5, scope="grid", revert=0.8, expert_budget=12)
+    obs, what = _first_turn(agent, env)
+    assert isinstance(what, Turn) and what.cluster == -1
+    _, d = agent.decide(obs, what, deterministic=True)
+    props = d.proposals
+    assert len(props) == len(agent.decomposition.clusters)
+    bids = {p["cluster"]: 1 - agent.learners[p["cluster"]].probabilities(p["features"], p["mask"])[0]
+            for p in props}  # fmt: skip
+    acting = [p["cluster"] for p in props if p["action"] != 0]
+    if acting:
+        assert d.cluster == max(acting, key=lambda c: (bids[c], -c))
+    else:
+        assert d.action_id == -1
+    labels, scores, n_sim = agent.grid_expert(obs)
+    assert n_sim <= 12 and sum(lab != 0 for lab in labels) <= 1
+    dn = scores[0][0]
+    assert all(sc[0] == dn for sc in scores)
+    for lab, sc in zip(labels, scores):
+        if lab:  # the chosen topology beats do-nothing and every other simulated one
+            others = np.concatenate([s[1:] for s in scores])
+            assert sc[lab] < dn and sc[lab] <= np.min(others) + 1e-9
+        else:
+            assert np.isinf(sc[1:]).all()
+    res = run_episode(agent, env, scenario=0, seed=1, mode="expert")
+    turns = res["stats"]["decisions"]
+    assert turns > 0
+    for t in res["trajectories"]:  # one record per cluster and turn (all clusters can act here)
+        assert len(t["actions"]) == turns and t["scores"].shape[0] == turns
+        assert (t["scores"][np.arange(turns), t["actions"]] == t["scores"].min(axis=1)).all()

@@ -264,3 +264,44 @@ def test_views_play_the_default_reconnection_rule_unless_told(env, dec):
     assert CentralizedGymEnv(env, one, reconnect="none").loop.controller.reconnect == "none"
     with pytest.raises(UserError, match="reconnection rule"):
         DecomposedAECEnv(env, dec, reconnect="always")
+
+
+def test_cluster_scope_picker_and_masks(env, dec):
+    """``scope="cluster"``: a turn names a cluster (ranked by its most loaded substation,
+    each in turn), never one whose substations are all in cooldown; the cluster's mask keeps
+    the topologies of its substations out of cooldown only."""
+    rho = np.full(env.n_line, 0.2)
+    hot = int(grid.lines_of_substation(env, 8)[0])
+    rho[hot] = 1.05
+    order = rank_substations(_Obs(env, rho), dec.controllable, env, by="max")
+    clusters = list(dict.fromkeys(dec.owner[s] for s in order))
+    ctl = Controller(env, dec.owner, scope="cluster")
+    turns = [ctl.decide(_Obs(env, rho)) for _ in range(len(clusters))]
+    assert [t.cluster for t in turns] == clusters and {t.substation for t in turns} == {-1}
+    first = clusters[0]
+    mine = [s for s in dec.controllable if dec.owner[s] == first]
+    cooldown = np.zeros(env.n_sub, dtype=int)
+    cooldown[mine] = 2  # every substation of the first cluster in cooldown: skipped
+    ctl.reset()
+    assert ctl.decide(_Obs(env, rho, cooldown=cooldown)).cluster == clusters[1]
+    cv = dec.clusters[first]
+    cooldown[:] = 0
+    cooldown[mine[0]] = 1
+    mask = cv.action_mask(-1, cooldown)
+    subs = cv.action_substation
+    assert mask[0] and not mask[subs == mine[0]].any()
+    assert mask[(subs >= 0) & (subs != mine[0])].all()
+    assert cv.action_mask(-1).all()  # no cooldown given: every action
+    with pytest.raises(UserError, match="scope"):
+        Controller(env, dec.owner, scope="region")
+
+
+def test_grid_scope_turn_is_everyones_until_all_in_cooldown(env, dec):
+    rho = np.full(env.n_line, 0.2)
+    rho[int(grid.lines_of_substation(env, 8)[0])] = 1.05
+    ctl = Controller(env, dec.owner, scope="grid")
+    assert ctl.decide(_Obs(env, rho)) == Turn()
+    cooldown = np.zeros(env.n_sub, dtype=int)
+    cooldown[dec.controllable] = 1
+    rule = ctl.decide(_Obs(env, rho, cooldown=cooldown))
+    assert isinstance(rule, Rule) and rule.decision.agent == ""

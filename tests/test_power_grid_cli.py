@@ -63,6 +63,9 @@ def test_quick_end_to_end_writes_every_output(tmp_path, capsys, env_name, reques
     assert fact.n_sub == env.n_sub and fact.n_line == env.n_line
     for q in ("0.6", "0.8"):
         load_factorization(out / f"factorization_q{q}.json", env=env)
+    refs = {p.stem: load_factorization(p, env=env) for p in (out / "references").glob("*.json")}
+    assert set(refs) == {"louvain", "greedy_modularity"}  # no operator areas on these grids
+    assert refs["louvain"].method == "louvain" and refs["louvain"].n_line == env.n_line
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["samples"]) == {str(s) for s in ctrl}
     assert "louvain" in summary["agreement"]
@@ -371,3 +374,20 @@ def test_shuffled_rows_keep_counts_and_pool_but_not_who_acted():
     )
     assert not np.array_equal(shuf[1][0], rows[1][0])
     np.testing.assert_array_equal(P.shuffled_rows(rows, seed=3)[1][0], shuf[1][0])
+
+
+def test_reference_factorizations_of_the_areas(case14_env):
+    """The operator's areas (crafted here: case14 has none) and the greedy-modularity
+    partition with as many communities become factorizations agents can train on."""
+    from distributed_grid2op.factorization_file import parse_factorization
+
+    areas = np.array([0] * 7 + [1] * 7)
+    docs = P.reference_factorizations(case14_env, "l2rpn_case14_sandbox", areas=areas)
+    assert set(docs) == {"greedy_modularity", "greedy_modularity_2", "areas"}
+    fact = parse_factorization(docs["areas"], n_sub=14, n_line=case14_env.n_line)
+    assert [sorted(c.substations) for c in fact.clusters] == [list(range(7)), list(range(7, 14))]
+    orig = np.asarray(case14_env.line_or_to_subid)
+    for c, cluster in enumerate(fact.clusters):
+        assert all(areas[orig[ln]] == c for ln in cluster.lines)
+    assert len(parse_factorization(docs["greedy_modularity_2"], n_sub=14,
+                                   n_line=case14_env.n_line).clusters) == 2  # fmt: skip

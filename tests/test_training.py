@@ -171,3 +171,28 @@ def test_trained_policy_beats_a_random_one_on_the_grid(env, tmp_path):
     randoms = [_survived(env, _RandomClusterPolicy(agent, s), held_out, seed=100) for s in (1, 2)]
     print("survived steps: learned", learned, "random", randoms)
     assert learned > max(randoms), (learned, randoms)
+
+
+def test_cli_grid_scope_imitation_trains_every_cluster(tmp_path, capsys):
+    """``--scope grid``: every cluster learns from every grid turn of the whole-grid teacher;
+    the saved agent keeps its scope, revert level and teacher budget; a bad scope is refused
+    with argparse's one-line error."""
+    out = tmp_path / "g"
+    args = ["--thermal-limit-scale", "0.85", "--episodes", "2", "--episodes-per-update", "2",
+            "--max-start", "540", "--out", str(out), "--no-progress", "--seed", "3",
+            "--scope", "grid", "--revert", "0.8", "--expert-budget", "8",
+            "--imitation-episodes", "2"]  # fmt: skip
+    assert cli.run(main, args) == 0
+    agent = load_agent(out, make_env_for_cli())
+    assert (agent.scope, agent.revert, agent.expert_budget) == ("grid", 0.8, 8)
+    imitation = pd.read_csv(out / "imitation_log.csv")
+    assert (imitation["mode"] == "expert").all() and len(imitation) == 2
+    with pytest.raises(SystemExit) as exc:
+        cli.run(main, [*args, "--scope", "area"])
+    assert exc.value.code == 2 and "--scope" in capsys.readouterr().err
+
+
+def make_env_for_cli():
+    from distributed_grid2op.envs import make_env
+
+    return make_env("l2rpn_case14_sandbox", thermal_limit_scale=0.85)

@@ -517,6 +517,32 @@ def greedy_modularity_baseline(env, n_communities: int | None = None):
     return sub_c, sub_c[orig]
 
 
+def reference_factorizations(env, env_name: str, baselines: dict | None = None,
+                             areas=None) -> dict[str, dict]:  # fmt: skip
+    """``factorization.json`` documents of the reference partitions the method is compared
+    with, to train agents on them (the variants of `docs/results.md`): the topology-only
+    baselines (``{name: (sub_c, line_c)}``; default: greedy modularity, automatic and, where
+    the env has operator areas, with as many communities as areas) and the operator's areas
+    (``areas``: area of every substation; a line joins the area of its origin substation).
+    The pipeline writes them to ``references/<name>.json``."""
+    from distributed_grid2op.grid import line_endpoints, operator_areas
+
+    if baselines is None:
+        areas = operator_areas(env) if areas is None else areas
+        baselines = {"greedy_modularity": greedy_modularity_baseline(env)}
+        if areas is not None:
+            n = int(areas.max()) + 1
+            baselines[f"greedy_modularity_{n}"] = greedy_modularity_baseline(env, n)
+    docs = {key: factorization_document(env_name, key, {"reference": True}, *labels)
+            for key, labels in baselines.items()}  # fmt: skip
+    if areas is not None:
+        areas = np.asarray(areas, dtype=int)
+        orig, _ = line_endpoints(env)
+        docs["areas"] = factorization_document(env_name, "areas", {"reference": True},
+                                               areas, areas[orig])  # fmt: skip
+    return docs
+
+
 def area_agreement(sub_c, area) -> dict:
     """How a substation partition agrees with reference areas: ARI, homogeneity (1 = every
     cluster inside one area), completeness, and per cluster its size, its main area and the
@@ -961,6 +987,8 @@ def run(cfg: PipelineConfig, executor=None) -> dict:
         if areas is not None:
             n_areas = int(areas.max()) + 1
             baselines[f"greedy_modularity_{n_areas}"] = greedy_modularity_baseline(env, n_areas)
+        for key, doc_ref in reference_factorizations(env, env_name, baselines, areas).items():
+            write_json(out / "references" / f"{key}.json", doc_ref)
         area_report = None
         if areas is not None:
             area_report = {

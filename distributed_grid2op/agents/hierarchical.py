@@ -3,7 +3,14 @@
 Reconnect a disconnected line when legal; do nothing while max rho < danger threshold;
 otherwise the CAPA-style picker (`loop.Controller`) chooses a substation and the learner of
 the cluster owning it chooses an action of its action set (do-nothing and that substation's
-topologies). With one cluster (``factorization.centralized()``) it is the centralised
+topologies), or, with ``scope="cluster"``, the picker chooses a cluster (the one owning the
+most loaded substation) and its learner chooses among do-nothing and the topologies of all
+its substations out of cooldown; its imitation teacher is then the budgeted greedy search
+over the cluster's whole set (the reduced-set expert restricted to the cluster). With
+``scope="grid"`` every cluster proposes at a danger step (do-nothing or one of its topologies
+out of cooldown) and the cluster that most wants to act plays its proposal (`decide`); the
+teacher is then the reduced-set expert over the whole grid, its choice the label of the
+cluster owning it and do-nothing the label of the others (`grid_expert`). With one cluster (``factorization.centralized()``) it is the centralised
 baseline. It is a `loop.LoopAgent` (a grid2op ``BaseAgent``, so the grid2op ``Runner`` can
 evaluate it) with ``learn / predict / save / load``; the learner is named by its registry key
 (`agents.learners`), PPO by default.
@@ -47,7 +54,7 @@ from distributed_grid2op.loop import (
     LoopAgent,
     Turn,
 )
-from distributed_grid2op.scoring import TIE, best_index, score_actions
+from distributed_grid2op.scoring import TIE, best_index, score_actions, simulated_max_rho
 from distributed_grid2op.seeding import child_seeds
 
 AGENT_FORMAT = 2  # 2: "learner" + "learner_config" (format 1: "ppo"), thermal limits recorded
@@ -140,6 +147,13 @@ class HierarchicalAgent(LoopAgent):
         cost_weights: weights of the continuous agents' reward (`cost.cost_weights`; the
             reward is `cost.transition_reward`, the same for every cluster: the grid's cost).
         game_over_cost: that reward's penalty for a game over.
+        scope: what a decision covers (`loop.SCOPES`): ``"substation"`` (the picked
+            substation's topologies), ``"cluster"`` (every topology of the picked cluster) or
+            ``"grid"`` (every cluster proposes, one acts).
+        revert: below this max rho, split substations go back to their reference topology
+            (a rule step, `loop.Controller`; None: never).
+        expert_budget: simulations per imitation label with ``scope="cluster"`` or ``"grid"``
+            (the topologies nearest the overloads first, `actions.search.search_order`).
 
     After each `act`, ``last_decision`` is ``{"agent", "action_id", "substation"}``.
     """
@@ -165,6 +179,9 @@ class HierarchicalAgent(LoopAgent):
         unit_config=None,
         cost_weights: dict | None = None,
         game_over_cost: float = GAME_OVER_COST,
+        scope: str = "substation",
+        revert: float | None = None,
+        expert_budget: int = 100,
     ):
         if factorization is None or isinstance(factorization, str | Path):
             factorization = load_factorization(factorization, env=env)
@@ -175,6 +192,8 @@ class HierarchicalAgent(LoopAgent):
         self.centralized, self.complete_obs = bool(centralized), bool(complete_obs)
         self.danger, self.rank_by, self.seed = float(danger), rank_by, int(seed)
         self.top_k, self.reconnect = int(top_k), reconnect
+        self.scope, self.revert = scope, None if revert is None else float(revert)
+        self.expert_budget = int(expert_budget)
         self.kept_actions: list[list[int]] | None = None  # action-set pruning (see `prune`)
         self.learner_name = learner
         self.config = config or learner_entry(learner).config()
@@ -219,7 +238,7 @@ class HierarchicalAgent(LoopAgent):
         owner = {s: i for s, i in self.decomposition.owner.items()
                  if self.action_mask(i, s)[1:].any()}  # fmt: skip
         return Controller(self.env, owner, danger=self.danger, rank_by=self.rank_by,
-                          reconnect=self.reconnect)  # fmt: skip
+                          reconnect=self.reconnect, scope=self.scope, revert=self.revert)  # fmt: skip
 
     def set_rules(self, danger: float | None = None, reconnect: str | None = None):
         """Act from another danger threshold or reconnection rule (evaluation's options)."""
@@ -261,21 +280,108 @@ class HierarchicalAgent(LoopAgent):
 
     # ---- the decision at a turn ---------------------------------------------------------
     def decide(self, observation, turn: Turn, *, deterministic: bool = True, rng=None):
-        """The cluster of ``turn`` chooses among do-nothing and its substation's actions:
-        ``(grid2op action, Decision)`` with what learning needs (features, mask, logp, value)."""
+        """The cluster of ``turn`` chooses among do-nothing and its substation's actions (all its
+        substations' out of cooldown for a cluster turn): ``(grid2op action, Decision)`` with
+        what learning needs (features, mask, logp, value)."""
+        if turn.cluster == -1:
+            return self._decide_grid(observation, deterministic=deterministic, rng=rng)
         i, sub = turn.cluster, turn.substation
         cv = self.decomposition.clusters[i]
-        x, mask = cv.features(observation.to_vect(), sub), self.action_mask(i, sub)
+        x, mask = cv.features(observation.to_vect(), sub), self.turn_mask(observation, turn)
         a, logp, value = self.learners[i].act(x, mask, rng=rng, deterministic=deterministic)
         n_sim = 0
         if deterministic and self.top_k > 0:
             a, n_sim = self._top_k_choice(observation, i, x, mask)
+        if sub == -1:  # a cluster turn: record the substation acted on
+            sub = int(cv.action_substation[int(a)])
         decision = Decision(cv.name, int(a), sub, i, x, mask, float(logp), float(value), n_sim)
         return cv.action_set.to_grid2op(a, observation), decision
 
-    def action_mask(self, cluster: int, substation: int) -> np.ndarray:
-        """Legal choices of a cluster for the picked substation (after pruning, if any)."""
-        mask = self.decomposition.clusters[cluster].action_mask(substation)
+    def _decide_grid(self, observation, *, deterministic: bool = True, rng=None):
+        """A grid turn: every cluster with a legal topology proposes an action of its policy
+        (the most probable one, or a sample); among the clusters that propose to act, the one
+        whose policy gives do-nothing the lowest probability plays its proposal (the first on
+        ties); do-nothing when none proposes to act. ``Decision.proposals`` keeps every
+        cluster's proposal (each learner learns from its own)."""
+        vect, cooldown = observation.to_vect(), observation.time_before_cooldown_sub
+        proposals, best, best_bid = [], None, -1.0
+        for i, cv in enumerate(self.decomposition.clusters):
+            mask = self.action_mask(i, -1, cooldown)
+            if not mask[1:].any():
+                continue
+            x = cv.features(vect, -1)
+            learner = self.learners[i]
+            a, logp, value = learner.act(x, mask, rng=rng, deterministic=deterministic)
+            bid = 1.0 - float(learner.probabilities(x, mask)[0])
+            proposals.append({"cluster": i, "features": x, "mask": mask, "action": int(a),
+                              "logp": float(logp), "value": float(value)})  # fmt: skip
+            if int(a) != 0 and bid > best_bid:
+                best, best_bid = proposals[-1], bid
+        if best is None:  # nobody acts: the record names the cluster most inclined to
+            return self.action_space({}), Decision(proposals=proposals)
+        i, a = best["cluster"], best["action"]
+        cv, n_sim = self.decomposition.clusters[i], 0
+        if deterministic and self.top_k > 0:
+            a, n_sim = self._top_k_choice(observation, i, best["features"], best["mask"])
+        decision = Decision(cv.name, int(a), int(cv.action_substation[int(a)]), i,
+                            best["features"], best["mask"], best["logp"], best["value"], n_sim,
+                            proposals=proposals)  # fmt: skip
+        return cv.action_set.to_grid2op(a, observation), decision
+
+    def grid_expert(self, observation) -> tuple[list[int], list[np.ndarray], int]:
+        """The imitation teacher of a grid turn: the reduced-set expert's budgeted search over
+        every cluster's topologies out of cooldown (nearest the overloads first,
+        ``expert_budget`` simulations with do-nothing's). Returns per cluster its label (the
+        expert's choice for the cluster owning it, do-nothing for the others) and its scores
+        (simulated max rho, ``inf`` where not simulated; the others' only do-nothing's, so
+        that soft labels leave them on do-nothing), and the simulations made."""
+        from distributed_grid2op.actions.search import search_order
+
+        clusters = self.decomposition.clusters
+        cooldown = observation.time_before_cooldown_sub
+        owner, local = [], []
+        for i in range(len(clusters)):
+            legal = np.flatnonzero(self.action_mask(i, -1, cooldown)[1:]) + 1
+            owner += [i] * len(legal)
+            local += list(legal)
+        owner, local = np.asarray(owner, dtype=np.int64), np.asarray(local, dtype=np.int64)
+        subs = np.asarray([clusters[i].action_substation[j] for i, j in zip(owner, local)],
+                          dtype=np.int64)  # fmt: skip
+        order = search_order(observation, subs, self.env, danger=self.danger)
+        order = order[: max(0, self.expert_budget - 1)]
+        dn = simulated_max_rho(observation, self.action_space({}))
+        scores = [np.full(c.n_actions, np.inf) for c in clusters]
+        for sc in scores:
+            sc[0] = dn
+        for k in order:
+            i, j = owner[k], local[k]
+            scores[i][j] = simulated_max_rho(observation, clusters[i].actions[j])
+        best = (-1, dn)  # (cluster, score): the first strictly better than do-nothing by TIE
+        for k in order:
+            if scores[owner[k]][local[k]] < best[1] - TIE:
+                best = (int(owner[k]), float(scores[owner[k]][local[k]]))
+        labels = [0] * len(clusters)
+        if best[0] >= 0:
+            i = best[0]
+            labels[i] = best_index(scores[i], default=0, tie=TIE)
+            for j, sc in enumerate(scores):
+                if j != i:
+                    sc[1:] = np.inf
+        else:
+            for sc in scores:
+                sc[1:] = np.inf
+        return labels, scores, 1 + len(order)
+
+    def turn_mask(self, observation, turn: Turn) -> np.ndarray:
+        """Legal choices at ``turn``: `action_mask`, without the substations in cooldown for a
+        cluster turn (a substation turn never names one in cooldown)."""
+        cooldown = observation.time_before_cooldown_sub if turn.substation == -1 else None
+        return self.action_mask(turn.cluster, turn.substation, cooldown)
+
+    def action_mask(self, cluster: int, substation: int, cooldown=None) -> np.ndarray:
+        """Legal choices of a cluster for the picked substation (-1: all of its substations;
+        those in ``cooldown`` left out when given), after pruning, if any."""
+        mask = self.decomposition.clusters[cluster].action_mask(substation, cooldown)
         if self.kept_actions is not None:
             keep = np.zeros_like(mask)
             keep[self.kept_actions[cluster]] = True
@@ -305,9 +411,21 @@ class HierarchicalAgent(LoopAgent):
 
     def expert_scores(self, observation, cluster: int, substation: int) -> np.ndarray:
         """Simulated max rho after each action of the cluster's set on ``substation`` (and
-        do-nothing); ``inf`` for the others and for failed simulations: (n_actions,)."""
+        do-nothing); ``inf`` for the others and for failed simulations: (n_actions,).
+
+        For a cluster turn (``substation=-1``): do-nothing and the cluster's topologies out of
+        cooldown, nearest the overloads first, ``expert_budget`` simulations in all (the
+        reduced-set expert's search restricted to the cluster); ``inf`` for the rest."""
         cv = self.decomposition.clusters[cluster]
-        return score_actions(observation, cv.actions, np.flatnonzero(cv.action_mask(substation)))
+        if substation != -1:
+            return score_actions(observation, cv.actions,
+                                 np.flatnonzero(cv.action_mask(substation)))  # fmt: skip
+        from distributed_grid2op.actions.search import search_order
+
+        legal = np.flatnonzero(cv.action_mask(-1, observation.time_before_cooldown_sub)[1:]) + 1
+        order = search_order(observation, cv.action_substation[legal], self.env, danger=self.danger)
+        chosen = [0, *legal[order[: max(0, self.expert_budget - 1)]].tolist()]
+        return score_actions(observation, cv.actions, chosen)
 
     def expert_choice(self, observation, cluster: int, substation: int, scores=None) -> int:
         """Greedy label for imitation: the action with the lowest simulated max rho among
@@ -348,6 +466,8 @@ class HierarchicalAgent(LoopAgent):
             "learner": self.learner_name,
             "learner_config": self.config.to_dict(),
         }  # fmt: skip
+        if self.scope != "substation" or self.revert is not None:  # older agents: neither
+            meta.update(scope=self.scope, revert=self.revert, expert_budget=self.expert_budget)
         if self.actions != ("topology",):
             clusters = self.decomposition.clusters
             meta.update(format=UNITS_AGENT_FORMAT, actions=list(self.actions),
@@ -488,6 +608,9 @@ def agent_from_metadata(meta: dict, env, source: str = "<memory>") -> Hierarchic
                 "game_over_cost": GAME_OVER_COST,
                 **meta.get("unit_reward", {}),
             },
+            scope=meta.get("scope", "substation"),
+            revert=meta.get("revert"),
+            expert_budget=int(meta.get("expert_budget", 100)),
         )
     except (TypeError, KeyError, ValueError) as exc:
         if isinstance(exc, UserError):
