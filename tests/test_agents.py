@@ -235,3 +235,11 @@ def test_grid_scope_agent_proposals_and_teacher(env):
     for t in res["trajectories"]:  # one record per cluster and turn (all clusters can act here)
         assert len(t["actions"]) == turns and t["scores"].shape[0] == turns
         assert (t["scores"][np.arange(turns), t["actions"]] == t["scores"].min(axis=1)).all()
+
+
+def test_grid2op_can_seed_the_agent(env):
+    """grid2op's Runner (and its L2RPN scores) call ``agent.seed(n)`` (`BaseAgent.seed`): the
+    agent's own seed must not shadow that method (it did: "'int' object is not callable")."""
+    agent = HierarchicalAgent(env, seed=7)
+    agent.seed(3)  # BaseAgent.seed: seeds the action space
+    assert agent.metadata()["seed"] == 7

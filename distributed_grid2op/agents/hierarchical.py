@@ -190,7 +190,8 @@ class HierarchicalAgent(LoopAgent):
         self.env = env
         self.factorization = factorization
         self.centralized, self.complete_obs = bool(centralized), bool(complete_obs)
-        self.danger, self.rank_by, self.seed = float(danger), rank_by, int(seed)
+        # not `self.seed`: that is grid2op BaseAgent.seed(), which its Runner calls
+        self.danger, self.rank_by, self.init_seed = float(danger), rank_by, int(seed)
         self.top_k, self.reconnect = int(top_k), reconnect
         self.scope, self.revert = scope, None if revert is None else float(revert)
         self.expert_budget = int(expert_budget)
@@ -460,7 +461,7 @@ class HierarchicalAgent(LoopAgent):
             "danger": self.danger,
             "rank_by": self.rank_by,
             "reconnect": self.reconnect,
-            "seed": self.seed,
+            "seed": self.init_seed,
             "top_k": self.top_k,
             "kept_actions": self.kept_actions,
             "learner": self.learner_name,
